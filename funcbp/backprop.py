@@ -1,0 +1,171 @@
+"""The forward pass with its cache, and the hand-derived backward pass.
+
+For layer ``l`` (0-based, ``L`` layers) with input ``a_{l-1}`` (``a_{-1} = x``)::
+
+    z_l = a_{l-1} @ W_l + b_l            a_l = f_l(z_l)
+
+and the backward pass is the chain rule in batched matrix form::
+
+    delta_L     = dLoss/dz_L = dLoss/da_L * f_L'(z_L)     (fused for identity outputs)
+    dW_l        = a_{l-1}^T @ delta_l                     [n_in_l, n_out_l]
+    db_l        = sum over the batch of delta_l           [n_out_l]
+    delta_{l-1} = (delta_l @ W_l^T) * f_{l-1}'(z_{l-1})   [batch, n_out_{l-1}]
+    dLoss/dx    = delta_0 @ W_0^T                         [batch, n_in]
+
+Everything the backward pass reads (each layer's input, ``z`` and ``a``) comes
+from the forward cache; nothing is recomputed. It is written in ``jax.numpy``,
+so it is itself differentiable: ``jax.jvp`` through it gives Hessian-vector
+products.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcbp import losses as _losses
+
+if TYPE_CHECKING:
+    from funcbp.mlp import MLP
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+
+
+class ForwardCache(NamedTuple):
+    """What the forward pass keeps for the backward pass.
+
+    Attributes:
+      x: the input, ``[batch, n_in]``.
+      pre: ``z_l`` per layer, each ``[batch, n_out_l]``.
+      post: ``a_l = f_l(z_l)`` per layer, each ``[batch, n_out_l]``; ``post[-1]`` is the output.
+    """
+
+    x: Array
+    pre: tuple[Array, ...]
+    post: tuple[Array, ...]
+
+    @property
+    def out(self) -> Array:
+        """The network's output, ``[batch, n_out]``."""
+        return self.post[-1]
+
+    def layer_input(self, layer: int) -> Array:
+        """``a_{l-1}``, the input of ``layer``, ``[batch, n_in_l]``."""
+        return self.x if layer == 0 else self.post[layer - 1]
+
+
+class BackpropResult(NamedTuple):
+    """Everything the hand-derived backward pass computes.
+
+    Attributes:
+      loss: the scalar loss, l2 penalty included.
+      grads: ``dLoss/dparams``, the same pytree structure as ``params``.
+      input_grad: ``dLoss/dx``, ``[batch, n_in]`` (saliency).
+      deltas: ``dLoss/dz_l`` per layer, each ``[batch, n_out_l]``.
+    """
+
+    loss: Array
+    grads: Params
+    input_grad: Array
+    deltas: tuple[Array, ...]
+
+
+def forward(net: MLP, params: Params, x: Array) -> ForwardCache:
+    """Runs the network on ``x`` ``[batch, n_in]`` and keeps every ``z_l`` and ``a_l``."""
+    pre, post = [], []
+    a = x
+    for layer, act in zip(params, net.layer_activations, strict=True):
+        z = a @ layer["w"] + layer["b"][None, :]
+        a = act.fn(z)
+        pre.append(z)
+        post.append(a)
+    return ForwardCache(x, tuple(pre), tuple(post))
+
+
+def output_delta(net: MLP, cache: ForwardCache, out_cotangent: Array) -> Array:
+    """``delta_L = out_cotangent * f_L'(z_L)``; skips the product for an identity output."""
+    if net.output_activation == "identity":
+        return out_cotangent
+    act = net.layer_activations[-1]
+    return out_cotangent * act.grad(cache.pre[-1], cache.post[-1])
+
+
+def backward(
+    net: MLP, params: Params, cache: ForwardCache, delta: Array
+) -> tuple[Params, Array, tuple[Array, ...]]:
+    """The backward recurrence ``delta_{l-1} = (delta_l @ W_l^T) * f_{l-1}'(z_{l-1})``.
+
+    Args:
+      net: the network spec.
+      params: the parameters the forward pass used.
+      cache: the forward pass's cache.
+      delta: ``dLoss/dz_L`` of the last layer, ``[batch, n_out]``.
+
+    Returns:
+      ``(grads, input_grad, deltas)``: ``grads`` with the structure of ``params``
+      (without the l2 term), ``dLoss/dx`` ``[batch, n_in]``, and ``dLoss/dz_l`` per layer.
+    """
+    acts = net.layer_activations
+    grads, deltas = [], []
+    for layer in reversed(range(len(params))):
+        deltas.append(delta)
+        grads.append({"w": cache.layer_input(layer).T @ delta, "b": jnp.sum(delta, axis=0)})
+        delta = delta @ params[layer]["w"].T
+        if layer > 0:
+            delta = delta * acts[layer - 1].grad(cache.pre[layer - 1], cache.post[layer - 1])
+    return grads[::-1], delta, tuple(deltas[::-1])
+
+
+def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
+    """Loss and every gradient by the hand-derived backward pass.
+
+    Args:
+      net: the network spec.
+      params: ``[{"w": [n_in_l, n_out_l], "b": [n_out_l]}, ...]``.
+      x: inputs ``[batch, n_in]``.
+      y: targets, as ``net.cost`` expects them.
+    """
+    net.check_call(params, x, y)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    cost = _losses.get(net.cost)
+    cache = forward(net, params, x)
+    delta = output_delta(net, cache, cost.grad(cache.out, y))
+    grads, input_grad, deltas = backward(net, params, cache, delta)
+    loss = cost.value(cache.out, y) + _losses.weight_penalty(params, net.l2)
+    if net.l2:
+        # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
+        grads = [{"w": g["w"] + net.l2 * p["w"], "b": g["b"]} for g, p in zip(grads, params)]
+    return BackpropResult(loss, grads, input_grad, deltas)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def apply_custom_vjp(net: MLP, params: Params, x: Array) -> Array:
+    """``net.apply`` whose VJP is the hand-derived backward pass.
+
+    Use it inside a larger function: ``jax.grad`` / ``jax.vjp`` of that function
+    then differentiate the MLP by ``backward`` instead of tracing ``apply``.
+    Reverse mode only (``jax.custom_vjp`` has no forward-mode rule).
+    """
+    return forward(net, params, x).out
+
+
+def _apply_fwd(net: MLP, params: Params, x: Array) -> tuple[Array, tuple[Params, ForwardCache]]:
+    cache = forward(net, params, x)
+    return cache.out, (params, cache)
+
+
+def _apply_bwd(
+    net: MLP, residuals: tuple[Params, ForwardCache], out_cotangent: Array
+) -> tuple[Params, Array]:
+    params, cache = residuals
+    delta = output_delta(net, cache, out_cotangent)
+    grads, input_grad, _ = backward(net, params, cache, delta)
+    return grads, input_grad
+
+
+apply_custom_vjp.defvjp(_apply_fwd, _apply_bwd)
+

@@ -1,0 +1,186 @@
+"""The MLP spec: a frozen, hashable description whose methods are pure functions.
+
+The spec is static configuration (safe to close over or mark static under
+``jax.jit``); the parameters are a plain pytree
+``[{"w": [n_in, n_out], "b": [n_out]}, ...]`` that optax, ``jax.tree_util`` or a
+checkpoint library handle as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from funcbp import activations as _activations
+from funcbp import backprop as _backprop
+from funcbp import initializers as _initializers
+from funcbp import losses as _losses
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A multi-layer perceptron: ``z_l = a_{l-1} @ W_l + b_l``, ``a_l = f_l(z_l)``.
+
+    Attributes:
+      sizes: layer widths ``(n_in, hidden..., n_out)``, at least two positive ints.
+      activation: one name for every hidden layer, or a sequence with one name per
+        hidden layer (see ``funcbp.activations.NAMES``).
+      output_activation: the last layer's activation; ``"identity"`` for logits.
+      cost: the loss (see ``funcbp.losses.NAMES``); named ``cost`` so that it does
+        not shadow the ``loss`` method.
+      l2: weight penalty ``l2 / 2 * sum ||W||^2`` (biases excluded).
+      initializer: weight initialiser name, or ``"auto"`` to pick per layer from its
+        activation (He for the ReLU family, Glorot for sigmoid/tanh/identity).
+    """
+
+    sizes: tuple[int, ...]
+    activation: str | tuple[str, ...] = "relu"
+    output_activation: str = "identity"
+    cost: str = "mse"
+    l2: float = 0.0
+    initializer: str = "auto"
+
+    def __post_init__(self) -> None:
+        sizes = self.sizes
+        if isinstance(sizes, str | bytes) or not isinstance(sizes, Sequence):
+            raise ValueError(f"sizes must be a sequence of layer widths, got {sizes!r}")
+        if len(sizes) < 2 or not all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in sizes
+        ):
+            raise ValueError(
+                f"sizes must be at least two positive integers (n_in, ..., n_out), got {sizes!r}"
+            )
+        object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
+        n_hidden = len(self.sizes) - 2
+        if not isinstance(self.activation, str):
+            names = tuple(self.activation)
+            if len(names) != n_hidden:
+                raise ValueError(
+                    f"activation has {len(names)} names but sizes {self.sizes} has "
+                    f"{n_hidden} hidden layers; give one name per hidden layer or a single name"
+                )
+            object.__setattr__(self, "activation", names)
+        for name in (*self.hidden_activations, self.output_activation):
+            _activations.get(name)
+        _losses.get(self.cost)
+        _initializers.check(self.initializer)
+        if not isinstance(self.l2, numbers.Real) or isinstance(self.l2, bool) or self.l2 < 0:
+            raise ValueError(f"l2 must be a non-negative number, got {self.l2!r}")
+        object.__setattr__(self, "l2", float(self.l2))
+
+    # --- structure -------------------------------------------------------------
+
+    @property
+    def hidden_activations(self) -> tuple[str, ...]:
+        """One activation name per hidden layer."""
+        if isinstance(self.activation, str):
+            return (self.activation,) * (len(self.sizes) - 2)
+        return self.activation
+
+    @property
+    def layer_activations(self) -> tuple[_activations.Activation, ...]:
+        """The activation of every layer, the output layer's last."""
+        names = (*self.hidden_activations, self.output_activation)
+        return tuple(_activations.get(name) for name in names)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def num_params(self) -> int:
+        return sum((n_in + 1) * n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
+
+    # --- parameters ------------------------------------------------------------
+
+    def init(self, key: Array, dtype: jnp.dtype = jnp.float32) -> Params:
+        """Fresh parameters: initialised weights, zero biases.
+
+        Args:
+          key: a ``jax.random.key`` (legacy ``PRNGKey`` arrays work too).
+          dtype: float32 (default), float64 (needs ``jax_enable_x64``) or bfloat16.
+
+        Returns:
+          ``[{"w": [n_in, n_out], "b": [n_out]}, ...]``, one dict per layer.
+        """
+        dtype = jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"init: dtype must be a floating type, got {dtype}")
+        if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
+            raise ValueError(
+                "init: float64 parameters need 64-bit mode; call "
+                "jax.config.update('jax_enable_x64', True) first"
+            )
+        names = (*self.hidden_activations, self.output_activation)
+        keys = jax.random.split(key, self.num_layers)
+        return [
+            {
+                "w": _initializers.get(self.initializer, act)(k, (n_in, n_out), dtype),
+                "b": jnp.zeros((n_out,), dtype),
+            }
+            for k, act, n_in, n_out in zip(keys, names, self.sizes, self.sizes[1:])
+        ]
+
+    # --- pure functions of (params, x, y) -----------------------------------------
+
+    def apply(self, params: Params, x: ArrayLike) -> Array:
+        """The network's output ``[batch, n_out]`` for inputs ``x`` ``[batch, n_in]``."""
+        self.check_call(params, x)
+        return _backprop.forward(self, params, jnp.asarray(x)).out
+
+    def loss(self, params: Params, x: ArrayLike, y: ArrayLike) -> Array:
+        """The scalar loss: ``cost(apply(params, x), y) + l2 / 2 * sum ||W||^2``."""
+        self.check_call(params, x, y)
+        out = _backprop.forward(self, params, jnp.asarray(x)).out
+        return _losses.get(self.cost).value(out, jnp.asarray(y)) + _losses.weight_penalty(
+            params, self.l2
+        )
+
+    def backprop(self, params: Params, x: ArrayLike, y: ArrayLike) -> tuple[Array, Params]:
+        """``(loss, grads)`` by the hand-derived backward pass (see ``funcbp.backprop``)."""
+        result = _backprop.backprop(self, params, x, y)
+        return result.loss, result.grads
+
+    def backprop_full(self, params: Params, x: ArrayLike, y: ArrayLike) -> _backprop.BackpropResult:
+        """Loss, grads, ``dLoss/dx`` and every layer's delta ``dLoss/dz_l``."""
+        return _backprop.backprop(self, params, x, y)
+
+    def autodiff(self, params: Params, x: ArrayLike, y: ArrayLike) -> tuple[Array, Params]:
+        """``(loss, grads)`` by ``jax.value_and_grad(self.loss)``: the reference engine."""
+        return jax.value_and_grad(self.loss)(params, x, y)
+
+    def apply_custom_vjp(self, params: Params, x: ArrayLike) -> Array:
+        """``apply`` whose reverse-mode derivative is the hand-derived backward pass."""
+        self.check_call(params, x)
+        return _backprop.apply_custom_vjp(self, params, jnp.asarray(x))
+
+    # --- validation (static shapes only, so it also runs under jit) ---------------
+
+    def check_call(self, params: Params, x: ArrayLike, y: ArrayLike | None = None) -> None:
+        """Raises ``ValueError`` naming what in ``params``, ``x`` or ``y`` does not fit."""
+        if not isinstance(params, Sequence) or len(params) != self.num_layers:
+            got = len(params) if isinstance(params, Sequence) else type(params).__name__
+            raise ValueError(f"params must be a list of {self.num_layers} layers, got {got}")
+        for i, (layer, n_in, n_out) in enumerate(zip(params, self.sizes, self.sizes[1:])):
+            shapes = {k: jnp.shape(v) for k, v in layer.items()}
+            if shapes != {"w": (n_in, n_out), "b": (n_out,)}:
+                raise ValueError(
+                    f"params[{i}] has shapes {shapes}, expected "
+                    f"{{'w': {(n_in, n_out)}, 'b': {(n_out,)}}} for sizes {self.sizes}"
+                )
+        x_shape = jnp.shape(x)
+        if len(x_shape) != 2 or x_shape[1] != self.sizes[0]:
+            raise ValueError(
+                f"x has shape {x_shape}, expected [batch, {self.sizes[0]}] (sizes[0] = "
+                f"{self.sizes[0]} input features)"
+            )
+        if y is not None:
+            _losses.get(self.cost).check_targets(y, (x_shape[0], self.sizes[-1]))

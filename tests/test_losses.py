@@ -1,0 +1,106 @@
+"""Each cost's hand-derived output gradient equals jax.grad of its value; logits may be huge."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from funcbp import losses
+
+
+def _targets(name, key, shape, kind):
+    if name == "mse":
+        return jax.random.normal(key, shape, jnp.float64)
+    if name == "sigmoid_binary_cross_entropy":
+        return jax.random.uniform(key, shape, jnp.float64)
+    if kind == "labels":
+        return jax.random.randint(key, shape[:1], 0, shape[1])
+    if kind == "onehot":
+        return jax.nn.one_hot(jax.random.randint(key, shape[:1], 0, shape[1]), shape[1])
+    return jax.nn.softmax(jax.random.normal(key, shape, jnp.float64))  # probability rows
+
+
+CASES = [
+    ("mse", "values"),
+    ("sigmoid_binary_cross_entropy", "values"),
+    ("softmax_cross_entropy", "labels"),
+    ("softmax_cross_entropy", "onehot"),
+    ("softmax_cross_entropy", "probabilities"),
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_grad_matches_autodiff_in_float64(name, kind, getkey):
+    cost = losses.get(name)
+    out = 3.0 * jax.random.normal(getkey(), (7, 5), jnp.float64)
+    y = _targets(name, getkey(), out.shape, kind)
+    # Same closed form both ways; 1e-14 absolute is a few ulps of O(1/size) entries.
+    np.testing.assert_allclose(cost.grad(out, y), jax.grad(cost.value)(out, y), atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES[1:])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_logit_losses_are_stable_for_huge_logits(name, kind, dtype, getkey):
+    cost = losses.get(name)
+    out = (1e4 * jnp.sign(jax.random.normal(getkey(), (6, 4)))).astype(dtype)
+    y = _targets(name, getkey(), out.shape, kind).astype(dtype if kind != "labels" else jnp.int32)
+    value = cost.value(out, y)
+    grad = cost.grad(out, y)
+    assert jnp.isfinite(value) and jnp.all(jnp.isfinite(grad))
+    # The fused gradient is softmax/sigmoid minus the target: entries in [-1, 1] / n.
+    assert float(jnp.max(jnp.abs(grad))) <= 1.0
+    # Saturated softmax/sigmoid are exactly 0 or 1, so the engines differ by the
+    # rounding of "p * sum(y) - y" against autodiff's order of the same terms.
+    eps = float(jnp.finfo(dtype).eps)
+    np.testing.assert_allclose(grad, jax.grad(cost.value)(out, y), rtol=4 * eps, atol=eps / out.size)
+
+
+def test_softmax_label_and_onehot_forms_agree(getkey):
+    cost = losses.get("softmax_cross_entropy")
+    out = jax.random.normal(getkey(), (9, 4), jnp.float64)
+    labels = jax.random.randint(getkey(), (9,), 0, 4)
+    onehot = jax.nn.one_hot(labels, 4, dtype=jnp.float64)
+    np.testing.assert_allclose(cost.value(out, labels), cost.value(out, onehot), rtol=1e-15)
+    np.testing.assert_allclose(cost.grad(out, labels), cost.grad(out, onehot), atol=1e-16)
+
+
+def test_costs_average_like_torch_reduction_mean():
+    out = jnp.array([[0.0, 2.0], [1.0, -1.0]], jnp.float64)
+    y = jnp.array([[1.0, 0.0], [0.0, 1.0]], jnp.float64)
+    np.testing.assert_allclose(losses.get("mse").value(out, y), (1 + 4 + 1 + 4) / 4)
+    bce = np.mean(np.log1p(np.exp(np.asarray(out))) - np.asarray(y) * np.asarray(out))
+    np.testing.assert_allclose(losses.get("sigmoid_binary_cross_entropy").value(out, y), bce)
+    ce = -np.mean([out[0, 0] - np.log(1 + np.exp(2.0)), out[1, 1] - np.log(np.exp(1) + np.exp(-1))])
+    np.testing.assert_allclose(losses.get("softmax_cross_entropy").value(out, y), ce)
+
+
+def test_weight_penalty_skips_biases():
+    params = [{"w": jnp.full((2, 3), 2.0), "b": jnp.ones(3)}, {"w": jnp.ones((3, 1)), "b": jnp.ones(1)}]
+    assert float(losses.weight_penalty(params, 0.5)) == 0.25 * (6 * 4 + 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "message"),
+    [
+        ("mse", jnp.zeros(4), r"mse: targets y have shape \(4,\), expected \(4, 1\).*y\[:, None\]"),
+        ("softmax_cross_entropy", jnp.array([0, 1, 3, 2]), r"label 3 is out of range for 3 classes"),
+        ("softmax_cross_entropy", jnp.array([0, -1, 1, 2]), r"label -1 is out of range"),
+        ("softmax_cross_entropy", jnp.zeros(3, jnp.int32), r"3 labels for a batch of 4"),
+        ("softmax_cross_entropy", jnp.zeros(4), r"1-D targets must be integer class labels"),
+        ("sigmoid_binary_cross_entropy", jnp.full((4, 1), 2.0), r"must lie in \[0, 1\]"),
+    ],
+)
+def test_targets_that_do_not_fit_are_named(name, y, message):
+    n_out = 1 if name != "softmax_cross_entropy" else 3
+    with pytest.raises(ValueError, match=message):
+        losses.get(name).check_targets(y, (4, n_out))
+
+
+def test_softmax_needs_two_outputs():
+    with pytest.raises(ValueError, match="at least 2 outputs"):
+        losses.get("softmax_cross_entropy").check_targets(jnp.zeros(4, jnp.int32), (4, 1))
+
+
+def test_unknown_cost_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown cost 'xent'.*softmax_cross_entropy"):
+        losses.get("xent")
