@@ -1,6 +1,6 @@
 """funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad."""
 
-from funcbp import activations, initializers, losses
+from funcbp import activations, backprop, initializers, losses
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.mlp import MLP
 
@@ -11,6 +11,7 @@ __all__ = [
     "BackpropResult",
     "ForwardCache",
     "activations",
+    "backprop",
     "initializers",
     "losses",
 ]

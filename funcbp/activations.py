@@ -104,6 +104,4 @@ def get(name: str) -> Activation:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; valid names: {', '.join(NAMES)}"
-        ) from None
+        raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(NAMES)}") from None

@@ -138,7 +138,9 @@ def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
     loss = cost.value(cache.out, y) + _losses.weight_penalty(params, net.l2)
     if net.l2:
         # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
-        grads = [{"w": g["w"] + net.l2 * p["w"], "b": g["b"]} for g, p in zip(grads, params)]
+        grads = [
+            {"w": g["w"] + net.l2 * p["w"], "b": g["b"]} for g, p in zip(grads, params, strict=True)
+        ]
     return BackpropResult(loss, grads, input_grad, deltas)
 
 
@@ -168,4 +170,3 @@ def _apply_bwd(
 
 
 apply_custom_vjp.defvjp(_apply_fwd, _apply_bwd)
-

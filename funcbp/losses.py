@@ -169,7 +169,9 @@ _REGISTRY: dict[str, Cost] = {
 }
 
 NAMES: tuple[str, ...] = tuple(_REGISTRY)
-CLASSIFICATION: frozenset[str] = frozenset({"softmax_cross_entropy", "sigmoid_binary_cross_entropy"})
+CLASSIFICATION: frozenset[str] = frozenset(
+    {"softmax_cross_entropy", "sigmoid_binary_cross_entropy"}
+)
 
 
 def get(name: str) -> Cost:

@@ -9,6 +9,7 @@ checkpoint library handle as they are.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import numbers
 from collections.abc import Sequence
 
@@ -97,7 +98,7 @@ class MLP:
 
     @property
     def num_params(self) -> int:
-        return sum((n_in + 1) * n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
+        return sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(self.sizes))
 
     # --- parameters ------------------------------------------------------------
 
@@ -126,7 +127,9 @@ class MLP:
                 "w": _initializers.get(self.initializer, act)(k, (n_in, n_out), dtype),
                 "b": jnp.zeros((n_out,), dtype),
             }
-            for k, act, n_in, n_out in zip(keys, names, self.sizes, self.sizes[1:])
+            for k, act, (n_in, n_out) in zip(
+                keys, names, itertools.pairwise(self.sizes), strict=True
+            )
         ]
 
     # --- pure functions of (params, x, y) -----------------------------------------
@@ -169,7 +172,9 @@ class MLP:
         if not isinstance(params, Sequence) or len(params) != self.num_layers:
             got = len(params) if isinstance(params, Sequence) else type(params).__name__
             raise ValueError(f"params must be a list of {self.num_layers} layers, got {got}")
-        for i, (layer, n_in, n_out) in enumerate(zip(params, self.sizes, self.sizes[1:])):
+        for i, (layer, (n_in, n_out)) in enumerate(
+            zip(params, itertools.pairwise(self.sizes), strict=True)
+        ):
             shapes = {k: jnp.shape(v) for k, v in layer.items()}
             if shapes != {"w": (n_in, n_out), "b": (n_out,)}:
                 raise ValueError(

@@ -38,7 +38,7 @@ def make_problem(net, key, batch, dtype=jnp.float64):
     # Non-zero biases so that every bias-gradient path carries signal.
     params = [
         {"w": p["w"], "b": 0.1 * jax.random.normal(k, p["b"].shape, dtype)}
-        for p, k in zip(params, jax.random.split(k_b, len(params)))
+        for p, k in zip(params, jax.random.split(k_b, len(params)), strict=True)
     ]
     x = jax.random.normal(k_x, (batch, net.sizes[0]), dtype)
     return params, x, make_targets(net, k_y, batch, dtype)
@@ -58,9 +58,7 @@ def assert_engines_agree(net, params, x, y, rtol, jit=False):
     assert_trees_close(grads_bp, grads_ad, rtol, f"{net}")
 
 
-PAIRINGS = list(
-    itertools.product(activations.NAMES, activations.NAMES, losses.NAMES, [0.0, 0.3])
-)
+PAIRINGS = list(itertools.product(activations.NAMES, activations.NAMES, losses.NAMES, [0.0, 0.3]))
 
 
 @pytest.mark.parametrize(("hidden", "output", "cost", "l2"), PAIRINGS)
@@ -145,6 +143,7 @@ def test_huge_logits_give_finite_identical_gradients(cost, dtype):
     y = jnp.array([1, 0, 3]) if cost == "softmax_cross_entropy" else jnp.full((3, 4), 0.3, dtype)
     loss_bp, grads_bp = net.backprop(params, x, y)
     loss_ad, grads_ad = net.autodiff(params, x, y)
-    assert jnp.isfinite(loss_bp) and all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads_bp))
+    assert jnp.isfinite(loss_bp)
+    assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads_bp))
     assert float(loss_bp) == float(loss_ad)
     assert_trees_close(grads_bp, grads_ad, 4 * float(jnp.finfo(dtype).eps), "huge logits")
