@@ -1,0 +1,266 @@
+"""Training: a ``TrainState`` pytree, a pure train step, scan-fused epochs, ``fit``.
+
+The building blocks are pure functions a research script can ``jax.jit`` itself:
+``make_train_step`` (gradient by either engine + optax update) and
+``make_epoch`` (one pass over the data: an on-device shuffle, then ``lax.scan``
+over the mini-batches). ``fit`` compiles one program that runs a block of
+epochs, evaluates after each and keeps the early-stopping bookkeeping on the
+device, so the host synchronises once per block, not once per step.
+
+Mini-batches: each epoch draws a fresh permutation and cuts it into
+``n // batch_size`` full batches; the ``n % batch_size`` samples left over are
+skipped for that epoch (a different set each epoch), so every step sees a batch
+of the same shape and the epoch compiles once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from funcbp import data as _data
+from funcbp.mlp import MLP
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+ENGINES = ("backprop", "autodiff")
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training; a pytree."""
+
+    params: Params  # [{"w": [n_in, n_out], "b": [n_out]}, ...]
+    opt_state: optax.OptState
+    step: Array  # shape=(), int32: optimizer steps taken
+    key: Array  # jax.random.key: shuffling
+
+
+def init_state(
+    net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
+) -> TrainState:
+    """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both."""
+    k_params, k_train = jax.random.split(key)
+    params = net.init(k_params, dtype=dtype)
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), k_train)
+
+
+def _engine(net: MLP, engine: str) -> Callable:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return net.backprop if engine == "backprop" else net.autodiff
+
+
+def make_train_step(
+    net: MLP, optimizer: optax.GradientTransformation, engine: str = "backprop"
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, Array]]:
+    """``step(state, x [batch, n_in], y) -> (state, loss)``: gradient, update, apply."""
+    value_and_grad = _engine(net, engine)
+
+    def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+        loss, grads = value_and_grad(state.params, x, y)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, state.step + 1, state.key), loss
+
+    return step
+
+
+def make_epoch(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int | None,
+    engine: str = "backprop",
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, Array]]:
+    """``epoch(state, x [n, n_in], y) -> (state, mean training loss)``.
+
+    ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
+    """
+    step = make_train_step(net, optimizer, engine)
+
+    def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+        n = x.shape[0]
+        size = n if batch_size is None else batch_size
+        if size == n:
+            state, loss = step(state, x, y)
+            return state, loss
+        key, shuffle = jax.random.split(state.key)
+        batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
+        state, losses = jax.lax.scan(
+            lambda s, rows: step(s, x[rows], y[rows]), state._replace(key=key), batches
+        )
+        return state, jnp.mean(losses)
+
+    return epoch
+
+
+def evaluate(net: MLP, params: Params, x: Array, y: Array) -> dict[str, Array]:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy only for classification costs)."""
+    out = net.apply(params, x)
+    metrics = {"loss": net.loss(params, x, y)}
+    if net.cost == "softmax_cross_entropy":
+        labels = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
+        metrics["accuracy"] = jnp.mean(jnp.argmax(out, axis=-1) == labels)
+    elif net.cost == "sigmoid_binary_cross_entropy":
+        metrics["accuracy"] = jnp.mean((out > 0) == (y > 0.5))
+    return metrics
+
+
+class _Progress(NamedTuple):
+    """Early-stopping bookkeeping, carried through the epochs on the device."""
+
+    epoch: Array  # shape=(), int32: epochs run
+    best_params: Params
+    best: Array  # shape=(): best monitored loss so far
+    best_epoch: Array  # shape=(), int32
+    stopped: Array  # shape=(), bool
+
+
+def _checked_arrays(dataset, net: MLP) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``."""
+    if not isinstance(dataset, _data.Dataset):
+        dataset = tuple(np.asarray(a) for a in dataset)
+    _data.check_fits(dataset, net)
+    return (dataset.x, dataset.y) if isinstance(dataset, _data.Dataset) else dataset
+
+
+def fit(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    train,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    engine: str = "backprop",
+    eval: Mapping[str, Any] | None = None,
+    key: Array | None = None,
+    patience: int | None = None,
+    state: TrainState | None = None,
+    dtype=jnp.float32,
+    epochs_per_call: int | None = None,
+    callback: Callable[[dict[str, list]], None] | None = None,
+) -> tuple[TrainState, dict[str, list]]:
+    """Trains ``net`` and returns ``(final state, per-epoch history)``.
+
+    Args:
+      net: the network spec.
+      optimizer: any optax ``GradientTransformation`` (see ``funcbp.optim``).
+      train: a ``funcbp.data.Dataset`` or an ``(x, y)`` pair.
+      epochs: passes over ``train``.
+      batch_size: samples per step, or ``None`` for full-batch training.
+      engine: ``"backprop"`` (hand-derived) or ``"autodiff"`` (``jax.grad``).
+      eval: ``{name: dataset}`` evaluated after every epoch; the first one is
+        monitored for early stopping.
+      key: seeds the initial parameters and the shuffling.
+      patience: stop after this many epochs without a better monitored loss and
+        restore the best parameters (needs ``eval``).
+      state: continue from this state instead of initialising one.
+      dtype: parameter dtype for a fresh state.
+      epochs_per_call: epochs compiled into one call (default: all of them, or
+        about 50 blocks when a ``callback`` wants progress).
+      callback: called with the history after each block of epochs.
+
+    Returns:
+      The final ``TrainState`` (best parameters when early stopping restored them)
+      and ``{"epoch": [...], "train_loss": [...], "<eval>_loss": [...],
+      "<eval>_accuracy": [...]}``.
+    """
+    eval = dict(eval or {})
+    x, y = _checked_arrays(train, net)
+    eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in eval.items()}
+    _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call)
+    if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= len(x)):
+        raise ValueError(
+            f"batch_size must be an integer in [1, {len(x)}] (the training set size) or None "
+            f"for full batch, got {batch_size!r}"
+        )
+    if patience is not None and not eval:
+        raise ValueError("patience (early stopping) needs an eval dataset to monitor")
+    if state is None:
+        state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
+
+    per_call = epochs_per_call or (max(1, math.ceil(epochs / 50)) if callback else epochs)
+    run = _compile_block(net, optimizer, engine, batch_size, per_call, list(eval), patience)
+    device_eval = {name: tuple(map(jnp.asarray, xy)) for name, xy in eval_arrays.items()}
+    xs, ys = jnp.asarray(x), jnp.asarray(y)
+    progress = _Progress(
+        jnp.zeros((), jnp.int32),
+        state.params,
+        jnp.asarray(jnp.inf, jnp.float32),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros((), bool),
+    )
+    history: dict[str, list] = {"epoch": [], "train_loss": []}
+    limit = jnp.asarray(epochs, jnp.int32)
+    while len(history["epoch"]) < epochs and not bool(progress.stopped):
+        state, progress, metrics = run(state, progress, limit, xs, ys, device_eval)
+        metrics = jax.device_get(metrics)  # the one host synchronisation per block
+        ran = metrics.pop("ran")
+        for name, values in metrics.items():
+            history.setdefault(name, []).extend(float(v) for v in values[ran])
+        if callback is not None:
+            callback(history)
+    if patience is not None and bool(progress.stopped):
+        state = state._replace(params=progress.best_params)
+        history["best_epoch"] = int(progress.best_epoch)
+    return state, history
+
+
+def _check_counts(**counts) -> None:
+    for name, value in counts.items():
+        if value is None and name != "epochs":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience):
+    """One jitted call: ``per_call`` epochs, each followed by evaluation."""
+    epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine)
+    monitor = f"{eval_names[0]}_loss" if eval_names else None
+
+    def one_epoch(carry, _, x, y, eval_data, limit):
+        state, progress = carry
+        active = (progress.epoch < limit) & ~progress.stopped
+
+        def train(state):
+            return epoch_fn(state, x, y)
+
+        def skip(state):
+            return state, jnp.zeros((), jnp.result_type(state.params[0]["w"]))
+
+        state, train_loss = jax.lax.cond(active, train, skip, state)
+        metrics = {"train_loss": train_loss, "epoch": progress.epoch + 1, "ran": active}
+        for name, (ex, ey) in eval_data.items():
+            for metric, value in evaluate(net, state.params, ex, ey).items():
+                metrics[f"{name}_{metric}"] = value
+        if patience is not None:
+            score = metrics[monitor].astype(jnp.float32)
+            better = active & (score < progress.best)
+            best_params = jax.tree.map(
+                lambda new, old: jnp.where(better, new, old), state.params, progress.best_params
+            )
+            best = jnp.where(better, score, progress.best)
+            best_epoch = jnp.where(better, progress.epoch + 1, progress.best_epoch)
+            stopped = progress.stopped | (active & (progress.epoch + 1 - best_epoch >= patience))
+            progress = _Progress(progress.epoch, best_params, best, best_epoch, stopped)
+        progress = progress._replace(epoch=progress.epoch + active.astype(jnp.int32))
+        return (state, progress), metrics
+
+    @jax.jit
+    def block(state, progress, limit, x, y, eval_data):
+        (state, progress), metrics = jax.lax.scan(
+            lambda carry, i: one_epoch(carry, i, x, y, eval_data, limit),
+            (state, progress),
+            None,
+            length=per_call,
+        )
+        return state, progress, metrics
+
+    return block
