@@ -203,7 +203,8 @@ def fit(
         metrics = jax.device_get(metrics)  # the one host synchronisation per block
         ran = metrics.pop("ran")
         for name, values in metrics.items():
-            history.setdefault(name, []).extend(float(v) for v in values[ran])
+            cast = int if name == "epoch" else float
+            history.setdefault(name, []).extend(cast(v) for v in values[ran])
         if callback is not None:
             callback(history)
     if patience is not None and bool(progress.stopped):

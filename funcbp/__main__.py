@@ -1,0 +1,7 @@
+"""``python -m funcbp``: the same as the ``funcbp`` command."""
+
+import sys
+
+from funcbp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,154 @@
+"""The ``funcbp`` command line: ``train`` a configured run, ``check`` gradients.
+
+Exit status: 0 success; 1 a gradient check failed or training diverged;
+2 a bad command line, config or data (one line on standard error naming it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_CACHE_DIR = Path(os.environ.get("FUNCBP_CACHE_DIR", Path.home() / ".cache" / "funcbp" / "jax"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="funcbp", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train the network a TOML run file describes")
+    train.add_argument("config", type=Path, help="run file, e.g. configs/digits.toml")
+    train.add_argument("--out", type=Path, help="run directory (default: runs/NAME-TIME)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config key, e.g. --set train.epochs=5 (repeatable)",
+    )
+
+    check = sub.add_parser("check", help="check backprop against autodiff and finite differences")
+    check.add_argument("config", type=Path, nargs="?", help="run file (network and data)")
+    check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    check.add_argument("--sizes", help="without a config: layer widths, e.g. 4,16,3")
+    check.add_argument("--activation", default="tanh")
+    check.add_argument("--output-activation", default="identity")
+    check.add_argument("--cost", default="softmax_cross_entropy")
+    check.add_argument("--l2", type=float, default=0.0)
+    check.add_argument("--batch", type=int, default=32, help="samples to check on")
+    check.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"))
+    check.add_argument("--mode", default="auto", choices=("auto", "elementwise", "directional"))
+    check.add_argument("--hvp", action="store_true", help="also check Hessian-vector products")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"funcbp: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _enable_compilation_cache() -> None:
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
+    # JAX skips programs that compile in under a second by default; ours mostly do.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from funcbp import config as _config
+    from funcbp import run
+
+    try:
+        config = _config.load(args.config, args.set)
+    except _config.ConfigError as err:
+        return _fail(f"config {args.config}: {err}")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{args.config.stem}-{stamp}"
+    _enable_compilation_cache()
+    try:
+        summary = run.train(config, out)
+    except (ValueError, FileExistsError) as err:
+        return _fail(str(err))
+    print()
+    for key, value in summary.items():
+        if isinstance(value, float):
+            print(f"  {key:<22} {value:.6g}")
+        elif value is not None and not isinstance(value, dict):
+            print(f"  {key:<22} {value}")
+    print(f"\nrun directory: {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from funcbp import config as _config
+    from funcbp import run
+    from funcbp.gradcheck import check_gradients, check_hvp
+    from funcbp.mlp import MLP
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    key = jax.random.key(args.seed)
+    try:
+        if args.config is not None:
+            prepared = run.prepare(_config.load(args.config, args.set))
+            net, part = prepared.net, prepared.splits.train
+            x, y = jnp.asarray(part.x[: args.batch]), jnp.asarray(part.y[: args.batch])
+        elif args.sizes:
+            sizes = tuple(int(n) for n in args.sizes.split(","))
+            net = MLP(sizes, args.activation, args.output_activation, args.cost, args.l2)
+            x, y = _random_batch(net, key, args.batch)
+        else:
+            return _fail("check needs a CONFIG file or --sizes")
+    except _config.ConfigError as err:
+        return _fail(f"config {args.config}: {err}")
+    except ValueError as err:
+        return _fail(str(err))
+    params = net.init(key, dtype=jnp.dtype(args.dtype))
+    x = x.astype(args.dtype)
+    if y.ndim == 2:
+        y = y.astype(args.dtype)
+    reports = [check_gradients(net, params, x, y, mode=args.mode)]
+    if args.hvp:
+        reports.append(check_hvp(net, params, x, y))
+    for report in reports:
+        print(json.dumps(report.to_dict(), indent=2) if args.json else f"{report}\n")
+    return 0 if all(report.ok for report in reports) else 1
+
+
+def _random_batch(net, key, batch: int):
+    import jax
+
+    k_x, k_y = jax.random.split(key)
+    x = jax.random.normal(k_x, (batch, net.sizes[0]))
+    n_out = net.sizes[-1]
+    if net.cost == "softmax_cross_entropy":
+        return x, jax.random.randint(k_y, (batch,), 0, n_out)
+    if net.cost == "sigmoid_binary_cross_entropy":
+        return x, jax.random.uniform(k_y, (batch, n_out))
+    return x, jax.random.normal(k_y, (batch, n_out))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"train": _train, "check": _check}[args.command](args)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,259 @@
+"""Run configuration: TOML -> a typed, frozen ``RunConfig``, with ``--set`` overrides.
+
+A run file has four tables; every key is optional but ``data.source`` and
+``model.hidden``::
+
+    [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
+    [model]      hidden = [128, 128]   activation = "relu"   output_activation = "identity"
+                 cost = "softmax_cross_entropy"   l2 = 0.0   initializer = "auto"
+    [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
+    [train]      epochs = 30   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
+                 patience = 0 (off)   dtype = "float32"
+
+The network's input and output widths come from the data. An unknown key, a
+wrong type or an invalid value raises ``ConfigError`` with one line naming the
+key and what was expected, before anything is compiled or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from funcbp import activations, initializers, losses, optim
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: str  # built-in name (funcbp.data.BUILTINS), "teacher", or a path
+    validation: float = 0.0
+    test: float = 0.2
+    seed: int = 0
+    standardize: bool = True
+    teacher_sizes: tuple[int, ...] = (64, 256, 10)  # for source = "teacher"
+    teacher_samples: int = 10_000
+    teacher_classification: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...]
+    activation: str = "relu"
+    output_activation: str = "identity"
+    cost: str = "softmax_cross_entropy"
+    l2: float = 0.0
+    initializer: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int | str = 64  # or "full"
+    engine: str = "backprop"
+    seed: int = 0
+    patience: int = 0  # 0: no early stopping
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain TOML/JSON-ready values, ``optimizer.options`` flattened into its table."""
+        out = dataclasses.asdict(self)
+        out["optimizer"] = {**out["optimizer"].pop("options"), **out["optimizer"]}
+        return {
+            section: {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
+            for section, table in out.items()
+        }
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
+             "train": TrainConfig}  # fmt: skip
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Reads a TOML run file, applies ``section.key=value`` overrides, validates."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    for override in overrides:
+        _apply_override(raw, override)
+    return from_dict(raw)
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"--set {override!r}: expected section.key=value, e.g. train.epochs=5")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text  # a bare word: a string
+    raw.setdefault(section, {})[name] = value
+
+
+def from_dict(raw: Mapping[str, Any]) -> RunConfig:
+    """Validates a parsed config (``{"data": {...}, ...}``) into a ``RunConfig``."""
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown section [{sorted(unknown)[0]}]; valid sections: {', '.join(_SECTIONS)}"
+        )
+    tables = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{section} must be a table ([{section}]), got {table!r}")
+        tables[section] = _build(section, cls, dict(table))
+    config = RunConfig(**tables)
+    _check_values(config)
+    return config
+
+
+def _build(section: str, cls: type, table: dict[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    if cls is OptimizerConfig:
+        options = {k: table.pop(k) for k in list(table) if k not in fields}
+        kwargs["options"] = options
+    for key, value in table.items():
+        if key not in fields or key == "options":
+            valid = ", ".join(k for k in fields if k != "options")
+            raise ConfigError(f"unknown key {section}.{key}; valid keys: {valid}")
+        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+    for name, field in fields.items():
+        no_default = field.default is dataclasses.MISSING
+        if no_default and field.default_factory is dataclasses.MISSING and name not in kwargs:
+            raise ConfigError(f"missing key {section}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as ``hint`` (str, int, float, bool, tuple[int, ...] or a union of them)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        is_list = typing.get_origin(option) is tuple and isinstance(value, list)
+        if is_list and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+    names = " or ".join(_TYPE_NAMES.get(o, str(o)) for o in options)
+    raise ConfigError(f"{key}: expected {names}, got {value!r} ({type(value).__name__})")
+
+
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    tuple[int, ...]: "a list of integers",
+}
+
+
+def _check_values(config: RunConfig) -> None:
+    d, m, o, t = config.data, config.model, config.optimizer, config.train
+    for key, value in (("data.validation", d.validation), ("data.test", d.test)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{key}: expected a fraction in [0, 1), got {value}")
+    if d.validation + d.test >= 1:
+        raise ConfigError(
+            f"data.validation + data.test = {d.validation + d.test:g} leaves no training data"
+        )
+    _positive("data.teacher_samples", d.teacher_samples)
+    if len(d.teacher_sizes) < 2 or min(d.teacher_sizes) < 1:
+        raise ConfigError(f"data.teacher_sizes: expected 2+ positive widths, got {d.teacher_sizes}")
+    if any(n < 1 for n in m.hidden):
+        raise ConfigError(f"model.hidden: expected positive layer widths, got {list(m.hidden)}")
+    _one_of("model.activation", m.activation, activations.NAMES)
+    _one_of("model.output_activation", m.output_activation, activations.NAMES)
+    _one_of("model.cost", m.cost, losses.NAMES)
+    _one_of("model.initializer", m.initializer, initializers.NAMES)
+    if m.l2 < 0:
+        raise ConfigError(f"model.l2: expected a number >= 0, got {m.l2}")
+    try:
+        optim.make(o.name, o.learning_rate, **o.options)
+    except ValueError as err:
+        raise ConfigError(f"optimizer: {err}") from None
+    _positive("train.epochs", t.epochs)
+    if isinstance(t.batch_size, str):
+        if t.batch_size != "full":
+            raise ConfigError(
+                f'train.batch_size: expected an integer or "full", got {t.batch_size!r}'
+            )
+    else:
+        _positive("train.batch_size", t.batch_size)
+    _one_of("train.engine", t.engine, ("backprop", "autodiff"))
+    if t.patience < 0:
+        raise ConfigError(f"train.patience: expected an integer >= 0 (0: off), got {t.patience}")
+    if t.patience and not d.validation:
+        raise ConfigError(
+            "train.patience: early stopping needs a validation split (data.validation > 0)"
+        )
+    _one_of("train.dtype", t.dtype, ("float32", "float64", "bfloat16"))
+
+
+def _positive(key: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{key}: expected a positive integer, got {value}")
+
+
+def _one_of(key: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
+
+
+def dumps(config: RunConfig) -> str:
+    """The config as TOML text (what ``load`` reads back to an equal config)."""
+    lines = []
+    for section, table in config.to_dict().items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
