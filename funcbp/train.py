@@ -64,6 +64,8 @@ def make_train_step(
 
     def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
         loss, grads = value_and_grad(state.params, x, y)
+        # Inputs of a wider dtype than the parameters must not widen the optimizer state.
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1, state.key), loss
@@ -187,8 +189,12 @@ def fit(
 
     per_call = epochs_per_call or (max(1, math.ceil(epochs / 50)) if callback else epochs)
     run = _compile_block(net, optimizer, engine, batch_size, per_call, list(eval), patience)
-    device_eval = {name: tuple(map(jnp.asarray, xy)) for name, xy in eval_arrays.items()}
-    xs, ys = jnp.asarray(x), jnp.asarray(y)
+    device_eval = {
+        name: (jnp.asarray(ex, dtype), jnp.asarray(ey if ey.ndim == 1 else ey.astype(dtype)))
+        for name, (ex, ey) in eval_arrays.items()
+    }
+    dtype = jnp.result_type(state.params[0]["w"])
+    xs, ys = jnp.asarray(x, dtype), jnp.asarray(y if y.ndim == 1 else y.astype(dtype))
     progress = _Progress(
         jnp.zeros((), jnp.int32),
         state.params,

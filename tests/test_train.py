@@ -1,0 +1,144 @@
+"""Training: engines agree, early stopping, determinism, partial batches, bad input."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import funcbp
+from funcbp import data, optim
+
+from ._compare import assert_trees_close
+
+
+@pytest.fixture(scope="module")
+def iris():
+    parts, _ = data.standardize(data.split(data.load("iris"), validation=0.2, test=0.2, seed=0))
+    return parts
+
+
+NET = funcbp.MLP((4, 16, 3), activation="tanh", cost="softmax_cross_entropy")
+
+
+def test_engines_give_the_same_trajectory_in_float64(iris):
+    histories = {}
+    for engine in funcbp.train.ENGINES:
+        state, histories[engine] = funcbp.fit(
+            NET,
+            optim.make("momentum", 0.05),
+            iris.train,
+            epochs=15,
+            batch_size=16,
+            engine=engine,
+            eval={"validation": iris.validation},
+            key=jax.random.key(1),
+            dtype=jnp.float64,
+        )
+        histories[engine]["params"] = state.params
+    bp, ad = histories["backprop"], histories["autodiff"]
+    # Same data order, same updates; only gradient rounding (~1e-16) differs, and
+    # 15 epochs of momentum SGD amplify it by far less than 1e4.
+    np.testing.assert_allclose(bp["train_loss"], ad["train_loss"], rtol=1e-12)
+    np.testing.assert_allclose(bp["validation_loss"], ad["validation_loss"], rtol=1e-12)
+    assert_trees_close(bp["params"], ad["params"], 1e-11, "final params")
+
+
+def test_float32_engines_agree_within_rounding(iris):
+    losses = [
+        funcbp.fit(NET, optim.make("adam", 1e-2), iris.train, epochs=10, batch_size=32,
+                   engine=engine, key=jax.random.key(0))[1]["train_loss"]
+        for engine in funcbp.train.ENGINES
+    ]  # fmt: skip
+    np.testing.assert_allclose(*losses, rtol=1e-4)
+
+
+def test_same_seed_gives_identical_history(iris):
+    def run(seed):
+        return funcbp.fit(NET, optim.make("adam", 1e-2), iris.train, epochs=5, batch_size=20,
+                          eval={"test": iris.test}, key=jax.random.key(seed))[1]  # fmt: skip
+
+    assert run(3) == run(3)
+    assert run(3)["train_loss"] != run(4)["train_loss"]
+
+
+def test_training_learns_iris(iris):
+    _, history = funcbp.fit(NET, optim.rprop(0.001), iris.train, epochs=60, batch_size=None,
+                            eval={"test": iris.test}, key=jax.random.key(0))  # fmt: skip
+    assert history["train_loss"][-1] < 0.3 * history["train_loss"][0]
+    assert history["test_accuracy"][-1] >= 0.9
+    assert history["epoch"] == list(range(1, 61))
+
+
+def test_partial_last_batch_is_skipped_each_epoch():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    net = funcbp.MLP((1, 1), cost="mse")
+    state, _ = funcbp.fit(net, optax.sgd(0.0), (x, x), epochs=3, batch_size=4,
+                                key=jax.random.key(0))  # fmt: skip
+    assert int(state.step) == 3 * (10 // 4)
+
+
+def test_early_stopping_restores_the_best_parameters(iris):
+    # A learning rate this high makes the validation loss bounce: patience triggers.
+    state, history = funcbp.fit(
+        NET, optim.make("sgd", 3.0), iris.train, epochs=200, batch_size=8,
+        eval={"validation": iris.validation}, key=jax.random.key(0), patience=3,
+    )  # fmt: skip
+    best = history["best_epoch"]
+    assert len(history["epoch"]) == best + 3 < 200
+    assert min(history["validation_loss"]) == history["validation_loss"][best - 1]
+    restored = funcbp.evaluate(NET, state.params, jnp.asarray(iris.validation.x),
+                               jnp.asarray(iris.validation.y))["loss"]  # fmt: skip
+    np.testing.assert_allclose(restored, history["validation_loss"][best - 1], rtol=1e-6)
+
+
+def test_blocks_of_epochs_match_one_call_and_report_progress(iris):
+    calls = []
+    run = dict(epochs=7, batch_size=30, key=jax.random.key(0), eval={"test": iris.test})
+    _, whole = funcbp.fit(NET, optim.make("adam", 1e-2), iris.train, **run)
+    _, blocks = funcbp.fit(NET, optim.make("adam", 1e-2), iris.train, epochs_per_call=3,
+                           callback=lambda h: calls.append(len(h["epoch"])), **run)  # fmt: skip
+    assert calls == [3, 6, 7]
+    assert whole == blocks
+
+
+def test_train_step_is_pure_and_compiles_once():
+    opt = optim.make("adam", 1e-3)
+    state = funcbp.init_state(NET, opt, jax.random.key(0))
+    step = jax.jit(chex.assert_max_traces(funcbp.make_train_step(NET, opt), n=1))
+    x = jnp.ones((5, 4), jnp.float64)  # wider than the float32 parameters, on purpose
+    y = jnp.array([0, 1, 2, 0, 1])
+    new, loss = step(state, x, y)
+    step(new, x + 1, y)
+    assert int(new.step) == 1 and loss.shape == ()
+    chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size must be an integer in \[1, "),
+        ({"batch_size": 10_000}, r"batch_size must be an integer in \[1, "),
+        ({"epochs": 0}, r"epochs must be a positive integer"),
+        ({"engine": "torch"}, r"engine must be one of backprop, autodiff"),
+        ({"patience": 2}, r"patience \(early stopping\) needs an eval dataset"),
+    ],
+)
+def test_bad_arguments_are_named(iris, kwargs, message):
+    run = {"epochs": 1, "batch_size": 8, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, **run)
+
+
+def test_bad_data_is_refused_before_compiling():
+    x = np.ones((6, 4), np.float32)
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        funcbp.fit(NET, optim.make("sgd", 0.1), (x, np.zeros(6, int)), epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match=r"label 5 is out of range"):
+        funcbp.fit(NET, optim.make("sgd", 0.1), (np.ones((6, 4)), np.full(6, 5)), epochs=1,
+                   batch_size=2)  # fmt: skip
+    with pytest.raises(ValueError, match="4"):
+        funcbp.fit(NET, optim.make("sgd", 0.1), (np.ones((6, 5)), np.zeros(6, int)), epochs=1,
+                   batch_size=2)  # fmt: skip
