@@ -155,7 +155,7 @@ class GradientReport:
             worst = e if e.max_rel / row.tolerance >= e64.max_rel / row.tolerance64 else e64
             lines.append(
                 (
-                    row.path,
+                    row.path or "<root>",
                     row.method,
                     row.reference,
                     f"{e.max_rel:.2e}",
