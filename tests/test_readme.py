@@ -31,3 +31,11 @@ def test_gradient_check_example_prints_what_the_readme_shows(capsys):
     printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("check", "<"))]
     shown = [ln for ln in text.splitlines() if ln.startswith(("check_grad grad_f", "<root>"))]
     assert [_row_shape(ln) for ln in printed] == [_row_shape(ln) for ln in shown]
+
+
+def test_readme_opens_with_the_two_commands():
+    commands = re.findall(r"```bash\n# [^\n]*\n([^\n]*)\n```", README.read_text())
+    assert commands[0].endswith("funcbp train configs/digits.toml")
+    assert commands[1].endswith("python -m pytest")
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci
