@@ -178,9 +178,10 @@ class GradientReport:
         tol = TOLERANCES
         notes = [
             f"{self.title}: {verdict}",
-            f"mode {self.mode}, caller dtype {self.dtype}, {self.evaluations} function "
-            f"evaluations; finite differences in float64 with step {self.step:g} * max(1, |x|), "
-            "Richardson-extrapolated",
+            f"mode {self.mode}, caller dtype {self.dtype}, {self.evaluations} "
+            f"{'gradient' if self.mode == 'hessian-vector' else 'function'} evaluations; "
+            f"finite differences in float64 with step {self.step:g} * max(1, "
+            f"{'|x_i|' if self.mode == 'elementwise' else 'rms(x)'}), Richardson-extrapolated",
             f"thresholds: analytic pairs {tol['analytic']:g}, vs finite differences "
             f"{tol['finite_difference']:g} (float64); caller dtype {tol.get(self.dtype, 0):g}",
         ]
@@ -689,7 +690,8 @@ def _compare_trees(candidates, reference, fd, wrt, step) -> GradientReport:
                     )
                 )
     rows.sort(key=lambda r: (r.method != "backprop" or r.reference == FD, r.reference == FD))
-    return GradientReport("check_hvp", "elementwise", dtype, step, tuple(rows), 0)
+    # Four gradient evaluations per vector: at theta +- h v and theta +- h/2 v.
+    return GradientReport("check_hvp", "hessian-vector", dtype, step, tuple(rows), 4)
 
 
 def _worst_of(reports: list[GradientReport], note: str) -> GradientReport:
