@@ -36,6 +36,7 @@ the caller's dtype is what that dtype's rounding explains; one in float64 is a b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -207,26 +208,35 @@ def _richardson_and_kinks(f0, fp, fm, fp2, fm2, h, tol_scale):
     return derivative, kink
 
 
-def _elementwise_fd(fn, theta, steps, tol_scale, chunk):
-    """``dfn/dtheta_i`` for every i, and where a kink makes it meaningless."""
-    f0 = fn(theta)
+def _elementwise_fd(fn, shapes, chunk, theta, steps, tol_scale, fn_args):
+    """``d fn / d theta_i`` for every i of the flat ``theta``, and where a kink makes it
+    meaningless; ``fn(leaves, *fn_args)`` takes ``theta`` cut into leaves of ``shapes``."""
+    cuts = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+
+    def f(t):
+        leaves = [
+            part.reshape(shape) for part, shape in zip(jnp.split(t, cuts), shapes, strict=True)
+        ]
+        return fn(leaves, *fn_args)
+
+    f0 = f(theta)
 
     def at(i):
         e = jax.nn.one_hot(i, theta.size, dtype=theta.dtype)
-        return jax.vmap(lambda s: fn(theta + s * steps[i] * e))(_SIGNED_STEPS)
+        return jax.vmap(lambda s: f(theta + s * steps[i] * e))(_SIGNED_STEPS)
 
     fp, fm, fp2, fm2 = jax.lax.map(at, jnp.arange(theta.size), batch_size=chunk).T
     return _richardson_and_kinks(f0, fp, fm, fp2, fm2, steps, tol_scale)
 
 
-def _directional_fd(fn, leaves, gradients, key, directions, step, tol_scales):
+def _directional_fd(fn, directions, leaves, gradients, key, step, tol_scales, fn_args):
     """Derivatives of ``fn(leaves)`` along ``directions`` random unit vectors inside each leaf.
 
     ``gradients`` maps a name to a list of leaves (one gradient per candidate);
     returns, per leaf, the finite-difference directional derivatives ``[k]``, their
     kink flags, and each candidate's ``<gradient, v>``. One program for all leaves.
     """
-    f0 = fn(leaves)
+    f0 = fn(leaves, *fn_args)
     results = []
     for i, (leaf, k) in enumerate(zip(leaves, jax.random.split(key, len(leaves)), strict=True)):
         dirs = jax.random.normal(k, (directions, leaf.size), leaf.dtype)
@@ -234,7 +244,8 @@ def _directional_fd(fn, leaves, gradients, key, directions, step, tol_scales):
         h = step * jnp.maximum(1.0, jnp.linalg.norm(leaf) / math.sqrt(leaf.size))
 
         def moved(s, v, i=i, leaf=leaf, h=h):
-            return fn([*leaves[:i], leaf + (s * h * v).reshape(leaf.shape), *leaves[i + 1 :]])
+            moved = leaf + (s * h * v).reshape(leaf.shape)
+            return fn([*leaves[:i], moved, *leaves[i + 1 :]], *fn_args)
 
         along = jax.vmap(moved, in_axes=(0, None))  # one traced body for the four steps
         fp, fm, fp2, fm2 = jax.vmap(along, in_axes=(None, 0), out_axes=1)(_SIGNED_STEPS, dirs)
@@ -245,6 +256,10 @@ def _directional_fd(fn, leaves, gradients, key, directions, step, tol_scales):
         }
         results.append((fd, kink, projected))
     return results
+
+
+_jit_elementwise_fd = jax.jit(_elementwise_fd, static_argnums=(0, 1, 2))
+_jit_directional_fd = jax.jit(_directional_fd, static_argnums=(0, 1))
 
 
 # --- comparison ---------------------------------------------------------------------
@@ -298,7 +313,8 @@ def _compare(
     wrt,
     candidates: dict[str, tuple[Any, Any]],
     reference: str,
-    scalar_fn: Callable[[list[jax.Array]], jax.Array],
+    scalar_fn: Callable[..., jax.Array],
+    fn_args: tuple = (),
     mode: str,
     step: float,
     directions: int,
@@ -309,12 +325,14 @@ def _compare(
 
     ``reference`` names the candidate that the others are compared with first
     (autodiff); every candidate is then compared with finite differences of
-    ``scalar_fn``, a function of the list of ``wrt``'s leaves in float64.
+    ``scalar_fn(leaves, *fn_args)``, a function of the list of ``wrt``'s leaves in
+    float64. Pass data through ``fn_args`` (not a closure) so that the compiled
+    finite differences are reused by the next check of the same ``scalar_fn``.
     """
     dtype = _caller_dtype(wrt)
     paths = _leaf_paths(wrt)
     leaves64 = jax.tree.leaves(_tree_f64(wrt))
-    theta, unravel = ravel_pytree(leaves64)
+    theta, _ = ravel_pytree(leaves64)
     leaf_sizes = [int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(wrt)]
     offsets = np.cumsum([0, *leaf_sizes])
     values = {name: (_to_numpy(low), _to_numpy(high)) for name, (low, high) in candidates.items()}
@@ -347,8 +365,9 @@ def _compare(
     tol_fd_low = max(TOLERANCES[dtype], TOLERANCES["finite_difference"])
     if mode == "elementwise":
         steps = step * jnp.maximum(1.0, jnp.abs(theta))
-        fd, kink = jax.jit(_elementwise_fd, static_argnums=(0, 4))(
-            lambda t: scalar_fn(unravel(t)), theta, steps, jnp.asarray(leaf_scale), chunk
+        shapes = tuple(tuple(leaf.shape) for leaf in leaves64)
+        fd, kink = _jit_elementwise_fd(
+            scalar_fn, shapes, chunk, theta, steps, jnp.asarray(leaf_scale), fn_args
         )
         fd, kink = np.asarray(fd), np.asarray(kink)
         evaluations = 4 * theta.size + 1
@@ -372,8 +391,8 @@ def _compare(
                 )
     else:
         scales = [_scale(w) for w in ref64]
-        fds = jax.jit(_directional_fd, static_argnums=(0, 4))(
-            scalar_fn, leaves64, values, key, directions, step, scales
+        fds = _jit_directional_fd(
+            scalar_fn, directions, leaves64, values, key, step, scales, fn_args
         )
         evaluations = 4 * directions * len(paths) + 1
         for name in values:
@@ -449,8 +468,7 @@ def check_gradients(
     with jax.enable_x64(True):
         params64, x64 = _tree_f64(params), jnp.asarray(x, jnp.float64)
         y64 = jnp.asarray(y) if y_is_labels else jnp.asarray(y, jnp.float64)
-        treedef = jax.tree.structure(params)
-        both = jax.jit(lambda p, x, y: (net.backprop(p, x, y)[1], net.autodiff(p, x, y)[1]))
+        both = _both_engines(net)
         (bp, ad), (bp64, ad64) = both(params, x, y), both(params64, x64, y64)
         candidates = {"backprop": (bp, bp64), "autodiff": (ad, ad64)}
         return _compare(
@@ -459,13 +477,26 @@ def check_gradients(
             wrt=params,
             candidates=candidates,
             reference="autodiff",
-            scalar_fn=lambda leaves: net.loss(jax.tree.unflatten(treedef, leaves), x64, y64),
+            scalar_fn=_loss_of_leaves(net, jax.tree.structure(params)),
+            fn_args=(x64, y64),
             mode=mode,
             step=step,
             directions=directions,
             chunk=chunk,
             key=jax.random.key(0) if key is None else key,
         )
+
+
+@functools.cache
+def _both_engines(net: MLP) -> Callable:
+    """One compiled function per network: both engines' gradients (reused across checks)."""
+    return jax.jit(lambda p, x, y: (net.backprop(p, x, y)[1], net.autodiff(p, x, y)[1]))
+
+
+@functools.cache
+def _loss_of_leaves(net: MLP, treedef) -> Callable:
+    """``net.loss`` as a function of the parameters' leaves (one object per network)."""
+    return lambda leaves, x, y: net.loss(jax.tree.unflatten(treedef, leaves), x, y)
 
 
 def check_grad(
