@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-_CACHE_DIR = Path(os.environ.get("FUNCBP_CACHE_DIR", Path.home() / ".cache" / "funcbp" / "jax"))
+# JAX's persistent compilation cache for `train`; FUNCBP_CACHE_DIR="" turns it off.
+_CACHE_DIR = os.environ.get("FUNCBP_CACHE_DIR", str(Path.home() / ".cache" / "funcbp" / "jax"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,9 +56,11 @@ def _fail(message: str) -> int:
 
 
 def _enable_compilation_cache() -> None:
+    if not _CACHE_DIR:
+        return
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(_CACHE_DIR))
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
     # JAX skips programs that compile in under a second by default; ours mostly do.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

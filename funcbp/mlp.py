@@ -9,6 +9,7 @@ checkpoint library handle as they are.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import numbers
 from collections.abc import Sequence
@@ -120,17 +121,7 @@ class MLP:
                 "init: float64 parameters need 64-bit mode; call "
                 "jax.config.update('jax_enable_x64', True) first"
             )
-        names = (*self.hidden_activations, self.output_activation)
-        keys = jax.random.split(key, self.num_layers)
-        return [
-            {
-                "w": _initializers.get(self.initializer, act)(k, (n_in, n_out), dtype),
-                "b": jnp.zeros((n_out,), dtype),
-            }
-            for k, act, (n_in, n_out) in zip(
-                keys, names, itertools.pairwise(self.sizes), strict=True
-            )
-        ]
+        return _init(self, key, dtype)
 
     # --- pure functions of (params, x, y) -----------------------------------------
 
@@ -189,3 +180,15 @@ class MLP:
             )
         if y is not None:
             _losses.get(self.cost).check_targets(y, (x_shape[0], self.sizes[-1]))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init(net: MLP, key: Array, dtype: jnp.dtype) -> Params:
+    names = (*net.hidden_activations, net.output_activation)
+    shapes = list(itertools.pairwise(net.sizes))
+    rules = [_initializers.get(net.initializer, act) for act in names]
+    weights = _initializers.init_weights(key, shapes, rules, dtype)
+    return [
+        {"w": w, "b": jnp.zeros((n_out,), dtype)}
+        for w, (_, n_out) in zip(weights, shapes, strict=True)
+    ]

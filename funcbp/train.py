@@ -15,6 +15,7 @@ of the same shape and the epoch compiles once.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -188,7 +189,7 @@ def fit(
         state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
 
     per_call = epochs_per_call or (max(1, math.ceil(epochs / 50)) if callback else epochs)
-    run = _compile_block(net, optimizer, engine, batch_size, per_call, list(eval), patience)
+    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience)
     device_eval = {
         name: (jnp.asarray(ex, dtype), jnp.asarray(ey if ey.ndim == 1 else ey.astype(dtype)))
         for name, (ex, ey) in eval_arrays.items()
@@ -227,8 +228,13 @@ def _check_counts(**counts) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+@functools.lru_cache(maxsize=32)
 def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience):
-    """One jitted call: ``per_call`` epochs, each followed by evaluation."""
+    """One jitted call: ``per_call`` epochs, each followed by evaluation.
+
+    Cached, so a second ``fit`` with the same network, optimizer object and settings
+    reuses the compiled program instead of tracing and compiling it again.
+    """
     epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine)
     monitor = f"{eval_names[0]}_loss" if eval_names else None
 

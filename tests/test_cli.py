@@ -1,6 +1,7 @@
 """The command line, in process for the fast paths and as a real subprocess end to end."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def test_train_runs_each_config_end_to_end(path, tmp_path):
     sets = SHORT.get(path.stem, ["train.epochs=3"])
     cmd = [sys.executable, "-m", "funcbp", "train", str(path), "--out", str(out)]
     cmd += [arg for s in sets for arg in ("--set", s)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env = {**os.environ, "FUNCBP_CACHE_DIR": str(tmp_path / "jax-cache")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert "run directory" in done.stdout
     assert sorted(p.name for p in out.iterdir()) == ["config.toml", "metrics.jsonl", "summary.json"]
@@ -41,6 +43,7 @@ def test_train_runs_each_config_end_to_end(path, tmp_path):
     if path.stem == "xor":
         assert summary["train_accuracy"] == 1.0
     assert config.load(out / "config.toml") == config.load(path, sets)
+    assert any((tmp_path / "jax-cache").iterdir()), "the compilation cache was not written"
 
 
 BAD_CONFIGS = [
