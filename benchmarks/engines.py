@@ -1,6 +1,6 @@
 """Hand-derived backprop against jax.value_and_grad: step time and compiled memory.
 
-Both engines are jit-compiled once, then timed interleaved (A, B, A, B, ...) in
+Both engines are jit-compiled once, then timed interleaved (A B, B A, A B, ...) in
 one process so that machine noise hits both alike. Each timing is the mean of
 a block of calls; the table gives the median over blocks and the ratio
 backprop / autodiff (below 1.0: the hand-derived engine is faster or smaller).
@@ -57,9 +57,11 @@ def bench_case(sizes, activation, cost, batch, calls, repeats):
     for fn in compiled.values():  # warm up caches and threads
         _block_time(fn, args, max(1, calls // 10))
     times = {name: [] for name in compiled}
+    order = list(compiled)
     for _ in range(repeats):
-        for name, fn in compiled.items():
-            times[name].append(_block_time(fn, args, calls))
+        for name in order:
+            times[name].append(_block_time(compiled[name], args, calls))
+        order.reverse()  # A B, B A, ...: neither engine always runs first
     medians = {name: statistics.median(t) for name, t in times.items()}
     memory = {name: _memory_bytes(fn) for name, fn in compiled.items()}
     return medians, memory
