@@ -44,17 +44,14 @@ import subprocess
 import sys
 import time
 
+from _fresh import CompileClock, run_fresh
+
 CASES = {
     # name: sizes, mode, target seconds
     "elementwise ~10k": ((64, 128, 10), "elementwise", 10.0),
     "directional ~1M": ((784, 1024, 200, 10), "directional", 5.0),
 }
 BATCH = 32
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
 
 
 # --- inside one measured process ------------------------------------------------------
@@ -74,29 +71,12 @@ def _problem(sizes):
     return net, params, x, y
 
 
-class _CompileClock:
-    """Sums JAX's tracing, lowering and XLA compile durations (``jax.monitoring``)."""
-
-    def __init__(self) -> None:
-        import jax
-
-        self.seconds = 0.0
-        self.by_program: dict[str, float] = {}
-        jax.monitoring.register_event_duration_secs_listener(self._record)
-
-    def _record(self, event: str, duration: float, fun_name: str = "?", **_) -> None:
-        if event in COMPILE_EVENTS:
-            self.seconds += duration
-            name = fun_name if fun_name.startswith("jit(") else f"jit({fun_name})"
-            self.by_program[name] = self.by_program.get(name, 0.0) + duration
-
-
 def _check(case: str) -> dict:
     import funcbp
 
     sizes, mode, _ = CASES[case]
     net, params, x, y = _problem(sizes)
-    clock = _CompileClock()
+    clock = CompileClock()
     result = {"params": net.num_params}
     for label in ("first", "second"):
         compiled_before = clock.seconds
@@ -120,7 +100,7 @@ def _loop(case: str, sample: int) -> dict:
 
     sizes, _, _ = CASES[case]
     net, params, x, y = _problem(sizes)
-    clock = _CompileClock()
+    clock = CompileClock()
     with jax.enable_x64(True):
         params64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         x64 = jnp.asarray(x, jnp.float64)
@@ -213,7 +193,7 @@ def main() -> None:
         f"batch {BATCH}\n"
     )
     names = [f"{kind}:{case}" for case in CASES for kind in ("check", "loop")]
-    runs = _measure(names, args.repeats, args.sample)
+    runs = run_fresh(__file__, names, args.repeats, "--sample", str(args.sample))
 
     header = (
         f"{'check':<17} {'params':>9} {'evals':>6} {'ok':>3} {'check s':>8} {'compile s':>9}"

@@ -64,6 +64,8 @@ import sys
 import time
 import warnings
 
+from _fresh import CompileClock, run_fresh
+
 DIGITS_SIZES = (64, 128, 128, 10)
 DIGITS_LR = 1e-3
 DIGITS_BATCH = 64
@@ -80,11 +82,6 @@ DIGITS_METHODS = (
     "sklearn all thr",
 )
 XOR_METHODS = ("numpy loop", "jit loop (xor)", "funcbp fused (xor)")
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
 
 
 # --- inside one measured process ------------------------------------------------------
@@ -105,20 +102,6 @@ def _import_time(name: str) -> float:
 
         jnp.zeros(()).block_until_ready()  # start the backend
     return time.perf_counter() - start
-
-
-class _CompileClock:
-    """Sums JAX's tracing, lowering and XLA compile durations (``jax.monitoring``)."""
-
-    def __init__(self) -> None:
-        import jax
-
-        self.seconds = 0.0
-        jax.monitoring.register_event_duration_secs_listener(self._record)
-
-    def _record(self, event: str, duration: float, **_) -> None:
-        if event in COMPILE_EVENTS:
-            self.seconds += duration
 
 
 def _digits_data():
@@ -374,7 +357,7 @@ def one(name: str) -> dict:
     import jax.numpy as jnp
 
     jnp.zeros(()).block_until_ready()  # the data helpers use funcbp; keep startup off the clock
-    clock = _CompileClock()
+    clock = CompileClock()
     run = RUNNERS[name]()
     result = {"import_s": import_s}
     for label in ("first", "second"):
@@ -504,10 +487,10 @@ def main() -> None:
     )
     print(f"median of {args.repeats} fresh processes per method, interleaved\n")
     if args.only in (None, "digits"):
-        _digits_table(_measure(DIGITS_METHODS, args.repeats))
+        _digits_table(run_fresh(__file__, DIGITS_METHODS, args.repeats))
         print()
     if args.only in (None, "xor"):
-        _xor_table(_measure(XOR_METHODS, args.repeats))
+        _xor_table(run_fresh(__file__, XOR_METHODS, args.repeats))
         print()
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 

@@ -1,0 +1,56 @@
+"""Shared by the benchmarks that time whole runs in fresh processes.
+
+A script measured this way answers ``--one NAME`` by running one case and
+printing one JSON line; ``run_fresh`` starts it again and again, interleaving
+the cases round by round, so that start-up and compilation are part of what
+is measured and machine noise falls on every case alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+# What jax.monitoring reports as tracing, lowering and XLA compilation.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class CompileClock:
+    """Sums JAX's tracing, lowering and XLA compile durations, also per program."""
+
+    def __init__(self) -> None:
+        import jax
+
+        self.seconds = 0.0
+        self.by_program: dict[str, float] = {}
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+
+    def _record(self, event: str, duration: float, fun_name: str = "?", **_) -> None:
+        if event in COMPILE_EVENTS:
+            self.seconds += duration
+            name = fun_name if fun_name.startswith("jit(") else f"jit({fun_name})"
+            self.by_program[name] = self.by_program.get(name, 0.0) + duration
+
+
+def run_fresh(script: str, names, repeats: int, *extra: str) -> dict[str, list[dict]]:
+    """``{name: [one JSON result per fresh process]}``, ``repeats`` rounds over ``names``."""
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names:
+            print(f"  round {r + 1}/{repeats}: {name}", file=sys.stderr, flush=True)
+            proc = subprocess.run(
+                [sys.executable, os.path.abspath(script), "--one", name, *extra],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} failed:\n{proc.stderr}")
+            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return runs
