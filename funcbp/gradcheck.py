@@ -247,8 +247,11 @@ def _directional_fd(fn, directions, leaves, gradients, key, step, tol_scales, fn
             moved = leaf + (s * h * v).reshape(leaf.shape)
             return fn([*leaves[:i], moved, *leaves[i + 1 :]], *fn_args)
 
-        along = jax.vmap(moved, in_axes=(0, None))  # one traced body for the four steps
-        fp, fm, fp2, fm2 = jax.vmap(along, in_axes=(None, 0), out_axes=1)(_SIGNED_STEPS, dirs)
+        # One evaluation after another (lax.map), not all at once (vmap): batched
+        # copies of a large weight matrix compile slowly and cost memory for no speed.
+        pairs = (jnp.tile(_SIGNED_STEPS, directions), jnp.repeat(dirs, len(_SIGNED_STEPS), 0))
+        values = jax.lax.map(lambda sv, moved=moved: moved(*sv), pairs)
+        fp, fm, fp2, fm2 = values.reshape(directions, len(_SIGNED_STEPS)).T
         fd, kink = _richardson_and_kinks(f0, fp, fm, fp2, fm2, h, tol_scales[i])
         projected = {
             name: [dirs @ g[i].reshape(-1).astype(dirs.dtype) for g in grads]
