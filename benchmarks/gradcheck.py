@@ -40,8 +40,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 from _fresh import CompileClock, run_fresh
@@ -144,23 +142,6 @@ def one(name: str, sample: int) -> dict:
 
 
 # --- the driver ---------------------------------------------------------------------
-
-
-def _measure(names, repeats: int, sample: int) -> dict[str, list[dict]]:
-    runs: dict[str, list[dict]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names:
-            print(f"  round {r + 1}/{repeats}: {name}", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--one", name, "--sample", str(sample)],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"{name} failed:\n{proc.stderr}")
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return runs
 
 
 def _fmt_speedup(ratio: float) -> str:

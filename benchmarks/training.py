@@ -59,8 +59,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 
@@ -371,23 +369,6 @@ def one(name: str) -> dict:
 
 
 # --- the driver ---------------------------------------------------------------------
-
-
-def _measure(names, repeats: int) -> dict[str, list[dict]]:
-    runs: dict[str, list[dict]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names:
-            print(f"  round {r + 1}/{repeats}: {name}", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--one", name],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise RuntimeError(f"{name} failed:\n{proc.stderr}")
-            runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    return runs
 
 
 def _median(runs: list[dict], key) -> float:
