@@ -13,29 +13,9 @@ import os
 import subprocess
 import sys
 
-# What jax.monitoring reports as tracing, lowering and XLA compilation.
-COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
+from funcbp.compile_clock import CompileClock
 
-
-class CompileClock:
-    """Sums JAX's tracing, lowering and XLA compile durations, also per program."""
-
-    def __init__(self) -> None:
-        import jax
-
-        self.seconds = 0.0
-        self.by_program: dict[str, float] = {}
-        jax.monitoring.register_event_duration_secs_listener(self._record)
-
-    def _record(self, event: str, duration: float, fun_name: str = "?", **_) -> None:
-        if event in COMPILE_EVENTS:
-            self.seconds += duration
-            name = fun_name if fun_name.startswith("jit(") else f"jit({fun_name})"
-            self.by_program[name] = self.by_program.get(name, 0.0) + duration
+__all__ = ["CompileClock", "run_fresh"]
 
 
 def run_fresh(script: str, names, repeats: int, *extra: str) -> dict[str, list[dict]]:

@@ -2,18 +2,31 @@
 
 from funcbp import activations, backprop, data, initializers, losses, optim, testing, train
 from funcbp.backprop import BackpropResult, ForwardCache
+from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from funcbp.gradcheck import GradientReport, check_grad, check_gradients, check_hvp, check_vjp
 from funcbp.mlp import MLP
-from funcbp.train import TrainState, evaluate, fit, init_state, make_epoch, make_train_step
+from funcbp.train import (
+    TrainingDiverged,
+    TrainState,
+    evaluate,
+    fit,
+    fit_blocks,
+    init_state,
+    make_epoch,
+    make_train_step,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
     "BackpropResult",
+    "Checkpoint",
+    "CheckpointError",
     "ForwardCache",
     "GradientReport",
     "TrainState",
+    "TrainingDiverged",
     "activations",
     "backprop",
     "check_grad",
@@ -23,12 +36,15 @@ __all__ = [
     "data",
     "evaluate",
     "fit",
+    "fit_blocks",
     "init_state",
     "initializers",
+    "load_checkpoint",
     "losses",
     "make_epoch",
     "make_train_step",
     "optim",
+    "save_checkpoint",
     "testing",
     "train",
 ]

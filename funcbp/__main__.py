@@ -1,7 +1,5 @@
 """``python -m funcbp``: the same as the ``funcbp`` command."""
 
-import sys
+from funcbp.cli import run
 
-from funcbp.cli import main
-
-sys.exit(main())
+run()

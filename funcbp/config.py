@@ -9,6 +9,7 @@ A run file has four tables; every key is optional but ``data.source`` and
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
     [train]      epochs = 30   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
+                 checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
 
 The network's input and output widths come from the data. An unknown key, a
 wrong type or an invalid value raises ``ConfigError`` with one line naming the
@@ -69,6 +70,8 @@ class TrainConfig:
     seed: int = 0
     patience: int = 0  # 0: no early stopping
     dtype: str = "float32"
+    checkpoint_every: int = 5  # epochs (rounded up to the next block of epochs)
+    keep_checkpoints: int = 3  # the last N are kept, and the best
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +228,8 @@ def _check_values(config: RunConfig) -> None:
             "train.patience: early stopping needs a validation split (data.validation > 0)"
         )
     _one_of("train.dtype", t.dtype, ("float32", "float64", "bfloat16"))
+    _positive("train.checkpoint_every", t.checkpoint_every)
+    _positive("train.keep_checkpoints", t.keep_checkpoints)
 
 
 def _positive(key: str, value: int) -> None:

@@ -1,30 +1,62 @@
-"""A configured training run: config -> data -> network -> ``fit`` -> run directory.
+"""A configured training run: config -> data -> network -> ``fit_blocks`` -> run directory.
 
-The run directory is assembled under a hidden temporary name beside its
-destination and renamed into place only when everything in it is written, so
-a failed or interrupted run never leaves a half-written directory behind.
+Everything is validated before the run directory is made, so bad input leaves
+nothing behind. The directory then holds::
+
+    config.toml       the resolved config (what --resume reads)
+    metrics.jsonl     one JSON record per epoch, appended as training goes
+    checkpoints/      step-<step>.npz (+ .json): the last N, and best.npz
+    loss.png, accuracy.png
+    summary.json      written last: its presence means the run has ended
+
+A run killed at any point resumes from its latest checkpoint and ends exactly
+as the uninterrupted run would have: checkpoints fall on block boundaries, and
+the resumed run compiles the same block.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-import os
-import shutil
-import tempfile
+import math
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from funcbp import atomic, checkpoint, display, optim, plots
 from funcbp import config as _config
 from funcbp import data as _data
-from funcbp import optim
+from funcbp.compile_clock import CompileClock
 from funcbp.mlp import MLP
-from funcbp.train import TrainState, evaluate, fit
+from funcbp.train import (
+    TrainingDiverged,
+    TrainState,
+    evaluate,
+    fit_blocks,
+    init_progress,
+    init_state,
+)
+
+
+class RunError(ValueError):
+    """A run directory that cannot be used as asked (exists already, cannot resume)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run after saving a checkpoint it can resume from."""
+
+    def __init__(self, epoch: int, path: Path):
+        super().__init__(f"interrupted after epoch {epoch}; saved {path}")
+        self.epoch, self.path = epoch, path
 
 
 class Prepared(NamedTuple):
@@ -82,68 +114,209 @@ def train(
     config: _config.RunConfig,
     out: Path,
     *,
-    log: Callable[[str], None] = print,
+    resume: bool = False,
+    stream: TextIO | None = None,
 ) -> dict[str, Any]:
-    """Runs ``config`` and writes ``out/``; returns the summary.
+    """Runs ``config`` into the run directory ``out`` (or resumes it); returns the summary.
 
-    ``out`` holds ``config.toml`` (resolved), ``metrics.jsonl`` (one record per
-    epoch) and ``summary.json``.
+    Progress goes to ``stream`` (default: standard output).
+
+    Raises:
+      ValueError: bad data (before ``out`` is made); ``RunError``: ``out`` exists
+        (or, resuming, is not a resumable run).
+      TrainingDiverged: a non-finite loss; ``out`` keeps the checkpoints before it.
+      Interrupted: Ctrl-C; a checkpoint of the last completed block was saved.
     """
     start = time.perf_counter()
+    clock = CompileClock()
     out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"run directory {out} already exists; choose another --out")
+    _check_out(out, resume)
+    with plots.Plotter() as plotter:  # imports matplotlib on another core meanwhile
+        summary = _train(config, out, resume, plotter, stream)
+        plotter.wait()
+    summary.update(
+        wall_seconds=round(time.perf_counter() - start, 3),
+        compile_seconds=round(clock.seconds, 3),
+    )
+    _write_json(out / "summary.json", summary)  # last: the run has ended
+    return summary
+
+
+def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> dict[str, Any]:
+    """``train`` from the data to the summary, less its timings."""
     net, optimizer, splits = prepare(config)
     t = config.train
     if t.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    batch_size = None if t.batch_size == "full" else min(t.batch_size, len(splits.train))
+    saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints)
+    if resume:
+        state, progress, records = _restore(out)
+    else:
+        out.mkdir(parents=True)
+        atomic.write(out / "config.toml", _config.dumps(config).encode())
+        state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
+        progress = init_progress(state, t.patience or None)
+        records = []
+        saver.save(state, progress, None)
     eval_sets = _eval_sets(splits)
-    log(
+    blocks = fit_blocks(
+        net, optimizer, splits.train, epochs=t.epochs, engine=t.engine, eval=eval_sets,
+        batch_size=None if t.batch_size == "full" else min(t.batch_size, len(splits.train)),
+        patience=t.patience or None, state=state, progress=progress,
+        epochs_per_call=max(1, math.ceil(t.epochs / 50)),
+    )  # fmt: skip
+    print(_headline(config, net, splits), file=stream or sys.stdout, flush=True)
+    try:
+        state, progress = _train_blocks(blocks, saver, records, out, t, stream)
+    except TrainingDiverged as err:
+        plotter.send(err.history, out)
+        plotter.wait()
+        last_good = checkpoint.find(out / "checkpoints").relative_to(out)
+        ended = {"status": "diverged", "message": str(err), "epoch": err.epoch, "step": err.step}
+        _write_json(out / "summary.json", {**ended, "last_good_checkpoint": str(last_good)})
+        raise
+    history = _history(records)
+    plotter.send(history, out)  # drawn while the final evaluation runs
+    if t.patience and bool(progress.stopped):
+        state = state._replace(params=progress.best_params)
+    return _summary(net, state, history, splits, eval_sets, progress)
+
+
+def _train_blocks(blocks, saver: _Saver, records: list, out: Path, t, stream):
+    """Runs ``blocks``: records to metrics.jsonl and the screen, checkpoints, Ctrl-C."""
+    saved_epoch = len(records)  # a fresh run saves epoch 0; a resumed one starts at its save
+    shown = display.ProgressDisplay(t.epochs, len(records), stream)
+    with _deferred_sigint() as interrupted, open(out / "metrics.jsonl", "a") as metrics:
+        try:
+            for block in blocks:
+                metrics.writelines(json.dumps(_json_ready(r)) + "\n" for r in block.records)
+                metrics.flush()
+                records += block.records
+                shown.update(block.records[-1], len(block.records))
+                if block.diverged:
+                    raise TrainingDiverged(*block.diverged, _history(records))
+                epoch = int(block.progress.epoch)
+                done = bool(block.progress.stopped) or epoch >= t.epochs
+                if done or interrupted() or epoch - saved_epoch >= t.checkpoint_every:
+                    path = saver.save(block.state, block.progress, block.records[-1])
+                    saved_epoch = epoch
+                    if interrupted() and not done:
+                        raise Interrupted(epoch, path)
+        finally:
+            shown.close()
+    return block.state, block.progress
+
+
+class _Saver:
+    """Checkpoints a run into ``directory``: the last ``keep``, and the best."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any], keep: int):
+        self.directory, self.meta, self.keep = directory, meta, keep
+        best = directory / "best.json"
+        self.best = json.loads(best.read_text())["monitor"]["value"] if best.is_file() else math.inf
+
+    def save(self, state: TrainState, progress, record: dict[str, float] | None) -> Path:
+        """Saves; ``record`` (the last epoch's metrics) decides whether it is the best."""
+        score = math.inf
+        if record is not None:
+            # The validation loss when there is one: the test set must not choose.
+            monitor = "validation_loss" if "validation_loss" in record else "train_loss"
+            score = record[monitor]
+            self.meta["monitor"] = {"name": monitor, "value": score}
+        best, self.best = score < self.best, min(score, self.best)
+        return checkpoint.save_rotating(
+            self.directory, state, progress, self.meta, keep=self.keep, best=best
+        )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    atomic.write(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if not resume:
+        if out.exists():
+            raise RunError(
+                f"run directory {out} already exists; choose another --out or --resume it"
+            )
+        return
+    if not (out / "config.toml").is_file():
+        raise RunError(f"{out} is not a run directory (no config.toml)")
+    if (out / "summary.json").exists():
+        raise RunError(f"{out} has finished (summary.json exists); nothing to resume")
+
+
+def _restore(out: Path):
+    """The latest checkpoint's state and progress, and the metrics records up to it."""
+    saved = checkpoint.load_checkpoint(out / "checkpoints")
+    epoch = saved.meta["epoch"]
+    lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines[:epoch]]
+    # Epochs after the checkpoint are run again; their records are dropped first.
+    atomic.write(out / "metrics.jsonl", "".join(line + "\n" for line in lines[:epoch]).encode())
+    return saved.state, saved.progress, records
+
+
+def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
+    o = config.optimizer
+    return {
+        "net": {**net.__dict__, "sizes": list(net.sizes)},
+        "optimizer": {"name": o.name, "learning_rate": o.learning_rate, "options": dict(o.options)},
+        "patience": config.train.patience or None,
+        "config": config.to_dict(),
+        "versions": _versions(),
+    }
+
+
+def _headline(config: _config.RunConfig, net: MLP, splits: _data.Splits) -> str:
+    t = config.train
+    return (
         f"funcbp: {config.data.source} ({len(splits.train)} train samples), MLP {net.sizes} "
         f"{net.activation}, {config.optimizer.name}, {t.engine} engine, "
         f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     )
 
-    def report(history: dict[str, list]) -> None:
-        last = {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}
-        metrics = "  ".join(
-            f"{k} {v:.4f}" for k, v in last.items() if k != "epoch" and isinstance(v, float)
-        )
-        log(f"epoch {int(last['epoch'])}/{t.epochs}  {metrics}")
 
-    state, history = fit(
-        net,
-        optimizer,
-        splits.train,
-        epochs=t.epochs,
-        batch_size=batch_size,
-        engine=t.engine,
-        eval=eval_sets,
-        key=jax.random.key(t.seed),
-        patience=t.patience or None,
-        dtype=jnp.dtype(t.dtype),
-        callback=report,
-    )
-    summary = _summary(net, state, history, splits, eval_sets, time.perf_counter() - start)
-    _write_run_dir(out, config, history, summary)
-    return summary
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C only raises a flag, read between blocks; a second one interrupts."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed.is_set
+        return
+
+    def handler(signum, frame):
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _summary(net, state: TrainState, history, splits, eval_sets, seconds) -> dict[str, Any]:
-    final = {"train": splits.train, **eval_sets}
-    summary: dict[str, Any] = {}
-    for name, part in final.items():
-        metrics = jax.device_get(
-            evaluate(net, state.params, jnp.asarray(part.x), jnp.asarray(part.y))
-        )
+def _json_ready(record: dict[str, float]) -> dict[str, float | None]:
+    """NaN and infinity are not JSON: a diverged epoch's losses are written as null."""
+    return {k: v if math.isfinite(v) else None for k, v in record.items()}
+
+
+def _history(records: list[dict[str, float]]) -> dict[str, list]:
+    return {name: [r[name] for r in records] for name in records[0]} if records else {}
+
+
+def _summary(net, state: TrainState, history, splits, eval_sets, progress) -> dict[str, Any]:
+    final = {name: (part.x, part.y) for name, part in {"train": splits.train, **eval_sets}.items()}
+    summary: dict[str, Any] = {"status": "completed"}
+    for name, metrics in jax.device_get(_evaluate_splits(net, state.params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
     devices = jax.devices()
+    stopped_early = bool(progress.stopped) and progress.best_params is not None
     summary.update(
         epochs=len(history["epoch"]),
         steps=int(state.step),
-        best_epoch=history.get("best_epoch"),
-        wall_seconds=round(seconds, 3),
+        best_epoch=int(progress.best_epoch) if stopped_early else None,
         device_kind=devices[0].device_kind,
         device_platform=devices[0].platform,
         device_count=len(devices),
@@ -152,24 +325,14 @@ def _summary(net, state: TrainState, history, splits, eval_sets, seconds) -> dic
     return summary
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate_splits(net: MLP, params, splits: dict[str, tuple]) -> dict[str, dict[str, Any]]:
+    """``evaluate`` on every split, compiled as one program."""
+    return {name: evaluate(net, params, x, y) for name, (x, y) in splits.items()}
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     names = ("funcbp", "jax", "jaxlib", "optax", "numpy")
     return {name: md.version(name) for name in names}
-
-
-def _write_run_dir(out: Path, config, history: dict[str, list], summary: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        (partial / "config.toml").write_text(_config.dumps(config), encoding="utf-8")
-        per_epoch = {k: v for k, v in history.items() if isinstance(v, list)}
-        with open(partial / "metrics.jsonl", "w", encoding="utf-8") as f:
-            for i in range(len(per_epoch["epoch"])):
-                f.write(json.dumps({k: v[i] for k, v in per_epoch.items()}) + "\n")
-        (partial / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
-        os.replace(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -46,6 +46,12 @@ def init_state(
     net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
 ) -> TrainState:
     """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both."""
+    return _init_state(net, optimizer, key, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 3))
+def _init_state(net: MLP, optimizer, key: Array, dtype: jnp.dtype) -> TrainState:
+    # One compiled program: run eagerly, each small op here would be compiled on its own.
     k_params, k_train = jax.random.split(key)
     params = net.init(k_params, dtype=dtype)
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), k_train)
@@ -81,7 +87,7 @@ def make_epoch(
     batch_size: int | None,
     engine: str = "backprop",
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, Array]]:
-    """``epoch(state, x [n, n_in], y) -> (state, mean training loss)``.
+    """``epoch(state, x [n, n_in], y) -> (state, losses [steps])``, one loss per step.
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
     """
@@ -92,13 +98,12 @@ def make_epoch(
         size = n if batch_size is None else batch_size
         if size == n:
             state, loss = step(state, x, y)
-            return state, loss
+            return state, loss[None]
         key, shuffle = jax.random.split(state.key)
         batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
-        state, losses = jax.lax.scan(
+        return jax.lax.scan(
             lambda s, rows: step(s, x[rows], y[rows]), state._replace(key=key), batches
         )
-        return state, jnp.mean(losses)
 
     return epoch
 
@@ -115,14 +120,46 @@ def evaluate(net: MLP, params: Params, x: Array, y: Array) -> dict[str, Array]:
     return metrics
 
 
-class _Progress(NamedTuple):
-    """Early-stopping bookkeeping, carried through the epochs on the device."""
+class Progress(NamedTuple):
+    """What ``fit`` carries from epoch to epoch on the device besides the ``TrainState``."""
 
     epoch: Array  # shape=(), int32: epochs run
-    best_params: Params
-    best: Array  # shape=(): best monitored loss so far
+    best_params: Params | None  # early stopping only: parameters of the best epoch
+    best: Array  # shape=(), float32: best monitored loss so far
     best_epoch: Array  # shape=(), int32
-    stopped: Array  # shape=(), bool
+    stopped: Array  # shape=(), bool: early stopping fired, or a loss was not finite
+
+
+def init_progress(state: TrainState, patience: int | None = None) -> Progress:
+    """The progress of a run that has not started."""
+    # NumPy scalars: jnp ones would each compile a tiny program before training starts.
+    return Progress(
+        np.zeros((), np.int32),
+        state.params if patience else None,
+        np.asarray(np.inf, np.float32),
+        np.zeros((), np.int32),
+        np.zeros((), bool),
+    )
+
+
+class Block(NamedTuple):
+    """What ``fit_blocks`` yields after each compiled call."""
+
+    state: TrainState
+    progress: Progress
+    records: list[dict[str, float]]  # one per epoch run: epoch, train_loss, <eval>_<metric>
+    diverged: tuple[int, int] | None  # (epoch, step) of the first non-finite loss
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; ``epoch`` and ``step`` say where."""
+
+    def __init__(self, epoch: int, step: int, history: dict[str, list]):
+        super().__init__(
+            f"training diverged: the loss is not finite at epoch {epoch}, step {step}; "
+            "try a lower learning rate or gradient clipping"
+        )
+        self.epoch, self.step, self.history = epoch, step, history
 
 
 def _checked_arrays(dataset, net: MLP) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +168,82 @@ def _checked_arrays(dataset, net: MLP) -> tuple[np.ndarray, np.ndarray]:
         dataset = tuple(np.asarray(a) for a in dataset)
     _data.check_fits(dataset, net)
     return (dataset.x, dataset.y) if isinstance(dataset, _data.Dataset) else dataset
+
+
+def fit_blocks(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    train,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    engine: str = "backprop",
+    eval: Mapping[str, Any] | None = None,
+    key: Array | None = None,
+    patience: int | None = None,
+    state: TrainState | None = None,
+    progress: Progress | None = None,
+    dtype=jnp.float32,
+    epochs_per_call: int | None = None,
+) -> Iterator[Block]:
+    """``fit`` one compiled block of epochs at a time, for callers that act in between.
+
+    Arguments are those of ``fit``; ``progress`` (with ``state``) continues a run
+    saved after an earlier block, which then goes on exactly as it would have.
+    ``epochs_per_call`` defaults to about 50 blocks per run. Stops after the
+    block in which a loss is not finite, with ``Block.diverged`` set.
+    """
+    eval = dict(eval or {})
+    x, y = _checked_arrays(train, net)
+    eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in eval.items()}
+    _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call)
+    if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= len(x)):
+        raise ValueError(
+            f"batch_size must be an integer in [1, {len(x)}] (the training set size) or None "
+            f"for full batch, got {batch_size!r}"
+        )
+    if patience is not None and not eval:
+        raise ValueError("patience (early stopping) needs an eval dataset to monitor")
+    if state is None:
+        state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
+    if progress is None:
+        progress = init_progress(state, patience)
+
+    per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
+    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience)
+    dtype = jnp.result_type(state.params[0]["w"])
+    xs, ys = _to_device(x, y, dtype)
+    device_eval = {name: _to_device(ex, ey, dtype) for name, (ex, ey) in eval_arrays.items()}
+    # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
+    return _blocks(run, state, progress, epochs, xs, ys, device_eval)
+
+
+def _to_device(x: np.ndarray, y: np.ndarray, dtype) -> tuple[Array, Array]:
+    """Inputs (and targets, unless integer labels) in ``dtype``, cast on the host."""
+    return jax.device_put((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
+
+
+def _blocks(run, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block]:
+    limit = jnp.asarray(epochs, jnp.int32)
+    while int(progress.epoch) < epochs and not bool(progress.stopped):
+        state, progress, metrics = run(state, progress, limit, xs, ys, device_eval)
+        metrics = jax.device_get(metrics)  # the one host synchronisation per block
+        ran = metrics.pop("ran")
+        bad_step = metrics.pop("nonfinite_step")[ran]
+        first = ("epoch", "train_loss")  # then the eval metrics, in name order
+        order = [*first, *sorted(set(metrics) - set(first))]
+        columns = {name: metrics[name][ran] for name in order}
+        records = [
+            {name: int(v[i]) if name == "epoch" else float(v[i]) for name, v in columns.items()}
+            for i in range(int(ran.sum()))
+        ]
+        diverged = None
+        if bad_step.any():
+            epoch = int(np.argmax(bad_step > 0))
+            diverged = (records[epoch]["epoch"], int(bad_step[epoch]))
+        yield Block(state, progress, records, diverged)
+        if diverged:
+            return
 
 
 def fit(
@@ -173,47 +286,25 @@ def fit(
       The final ``TrainState`` (best parameters when early stopping restored them)
       and ``{"epoch": [...], "train_loss": [...], "<eval>_loss": [...],
       "<eval>_accuracy": [...]}``.
-    """
-    eval = dict(eval or {})
-    x, y = _checked_arrays(train, net)
-    eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in eval.items()}
-    _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call)
-    if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= len(x)):
-        raise ValueError(
-            f"batch_size must be an integer in [1, {len(x)}] (the training set size) or None "
-            f"for full batch, got {batch_size!r}"
-        )
-    if patience is not None and not eval:
-        raise ValueError("patience (early stopping) needs an eval dataset to monitor")
-    if state is None:
-        state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
 
-    per_call = epochs_per_call or (max(1, math.ceil(epochs / 50)) if callback else epochs)
-    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience)
-    device_eval = {
-        name: (jnp.asarray(ex, dtype), jnp.asarray(ey if ey.ndim == 1 else ey.astype(dtype)))
-        for name, (ex, ey) in eval_arrays.items()
-    }
-    dtype = jnp.result_type(state.params[0]["w"])
-    xs, ys = jnp.asarray(x, dtype), jnp.asarray(y if y.ndim == 1 else y.astype(dtype))
-    progress = _Progress(
-        jnp.zeros((), jnp.int32),
-        state.params,
-        jnp.asarray(jnp.inf, jnp.float32),
-        jnp.zeros((), jnp.int32),
-        jnp.zeros((), bool),
-    )
+    Raises:
+      TrainingDiverged: a training loss was NaN or infinite (training stops there).
+    """
     history: dict[str, list] = {"epoch": [], "train_loss": []}
-    limit = jnp.asarray(epochs, jnp.int32)
-    while len(history["epoch"]) < epochs and not bool(progress.stopped):
-        state, progress, metrics = run(state, progress, limit, xs, ys, device_eval)
-        metrics = jax.device_get(metrics)  # the one host synchronisation per block
-        ran = metrics.pop("ran")
-        for name, values in metrics.items():
-            cast = int if name == "epoch" else float
-            history.setdefault(name, []).extend(cast(v) for v in values[ran])
+    blocks = fit_blocks(
+        net, optimizer, train, epochs=epochs, batch_size=batch_size, engine=engine, eval=eval,
+        key=key, patience=patience, state=state, dtype=dtype,
+        epochs_per_call=epochs_per_call or (None if callback else epochs),
+    )  # fmt: skip
+    for block in blocks:
+        for record in block.records:
+            for name, value in record.items():
+                history.setdefault(name, []).append(value)
+        if block.diverged:
+            raise TrainingDiverged(*block.diverged, history)
         if callback is not None:
             callback(history)
+        state, progress = block.state, block.progress
     if patience is not None and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
         history["best_epoch"] = int(progress.best_epoch)
@@ -246,13 +337,26 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
             return epoch_fn(state, x, y)
 
         def skip(state):
-            return state, jnp.zeros((), jnp.result_type(state.params[0]["w"]))
+            steps = 1 if batch_size in (None, x.shape[0]) else x.shape[0] // batch_size
+            return state, jnp.zeros(steps, jnp.result_type(state.params[0]["w"]))
 
-        state, train_loss = jax.lax.cond(active, train, skip, state)
-        metrics = {"train_loss": train_loss, "epoch": progress.epoch + 1, "ran": active}
+        steps_before = state.step
+        state, losses = jax.lax.cond(active, train, skip, state)
+        finite = jnp.isfinite(losses)
+        # 1-based number of the first step whose loss is not finite; 0 when all are.
+        nonfinite_step = jnp.where(
+            finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
+        )
+        metrics = {
+            "epoch": progress.epoch + 1,
+            "train_loss": jnp.mean(losses),
+            "ran": active,
+            "nonfinite_step": nonfinite_step,
+        }
         for name, (ex, ey) in eval_data.items():
             for metric, value in evaluate(net, state.params, ex, ey).items():
                 metrics[f"{name}_{metric}"] = value
+        stopped = progress.stopped | (active & (nonfinite_step > 0))
         if patience is not None:
             score = metrics[monitor].astype(jnp.float32)
             better = active & (score < progress.best)
@@ -261,9 +365,11 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
             )
             best = jnp.where(better, score, progress.best)
             best_epoch = jnp.where(better, progress.epoch + 1, progress.best_epoch)
-            stopped = progress.stopped | (active & (progress.epoch + 1 - best_epoch >= patience))
-            progress = _Progress(progress.epoch, best_params, best, best_epoch, stopped)
-        progress = progress._replace(epoch=progress.epoch + active.astype(jnp.int32))
+            stopped |= active & (progress.epoch + 1 - best_epoch >= patience)
+            progress = progress._replace(best_params=best_params, best=best, best_epoch=best_epoch)
+        progress = progress._replace(
+            epoch=progress.epoch + active.astype(jnp.int32), stopped=stopped
+        )
         return (state, progress), metrics
 
     @jax.jit

@@ -3,14 +3,21 @@
 import json
 import os
 import re
+import signal
+import struct
 import subprocess
 import sys
+import time
 import tomllib
+import zlib
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
-from funcbp import cli, config
+import funcbp
+from funcbp import cli, config, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
@@ -24,26 +31,91 @@ def test_every_shipped_config_loads_and_round_trips(path):
     assert again == loaded
 
 
+@pytest.fixture(scope="module")
+def jax_cache(tmp_path_factory):
+    """One persistent compilation cache for this module's subprocesses."""
+    return tmp_path_factory.mktemp("jax-cache")
+
+
+def _funcbp(*args, cache, cwd):
+    """Starts ``python -m funcbp ARGS`` (a ``Popen``), output captured as text."""
+    env = {**os.environ, "FUNCBP_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-m", "funcbp", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _run(*args, cache, cwd) -> subprocess.CompletedProcess:
+    proc = _funcbp(*args, cache=cache, cwd=cwd)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a PNG whose every chunk's CRC checks out, ending in IEND."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    pos, kinds = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"{path}: bad CRC in {kind}"
+        kinds.append(kind)
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and b"IDAT" in kinds and kinds[-1] == b"IEND"
+    return struct.unpack(">II", data[16:24])
+
+
+def _assert_complete_run(out: Path, classification: bool) -> dict:
+    """Every file of a finished run directory is there and parses; returns the summary."""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    required = {"train_loss", "epochs", "steps", "wall_seconds", "compile_seconds",
+                "device_kind", "device_count", "versions"}  # fmt: skip
+    data = config.load(out / "config.toml").data
+    if data.test:
+        required |= {"test_loss", "test_accuracy"} if classification else {"test_loss"}
+    assert required <= set(summary)
+    assert 0 < summary["compile_seconds"] < summary["wall_seconds"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, summary["epochs"] + 1))
+    config.load(out / "config.toml")
+    assert _png_size(out / "loss.png") == (600, 400)
+    # Accuracy is a curve of the evaluated splits (the epoch's train loss is a running mean).
+    curves = classification and (data.test or data.validation) > 0
+    assert (out / "accuracy.png").exists() == curves
+    if curves:
+        _png_size(out / "accuracy.png")
+    saved = funcbp.load_checkpoint(out)
+    assert saved.meta["step"] == summary["steps"] and saved.meta["epoch"] == summary["epochs"]
+    best = funcbp.load_checkpoint(out, which="best").meta
+    name, value = best["monitor"]["name"], best["monitor"]["value"]
+    assert records[best["epoch"] - 1][name] == value <= saved.meta["monitor"]["value"]
+    return summary
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_train_runs_each_config_end_to_end(path, tmp_path):
+def test_train_runs_each_config_end_to_end(path, tmp_path, jax_cache):
     out = tmp_path / "run"
     sets = SHORT.get(path.stem, ["train.epochs=3"])
-    cmd = [sys.executable, "-m", "funcbp", "train", str(path), "--out", str(out)]
-    cmd += [arg for s in sets for arg in ("--set", s)]
-    env = {**os.environ, "FUNCBP_CACHE_DIR": str(tmp_path / "jax-cache")}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    done = _run("train", path, "--out", out, *(a for s in sets for a in ("--set", s)),
+                cache=jax_cache, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "run directory" in done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "metrics.jsonl", "summary.json"]
-    summary = json.loads((out / "summary.json").read_text())
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == summary["epochs"] and records[-1]["epoch"] == summary["epochs"]
-    assert {"train_loss", "wall_seconds", "steps", "device_kind", "versions"} <= set(summary)
+    assert "run directory" in done.stdout and " loss " in done.stdout  # the summary table
+    summary = _assert_complete_run(out, classification=path.stem != "regression")
     if path.stem == "xor":
         assert summary["train_accuracy"] == 1.0
     assert config.load(out / "config.toml") == config.load(path, sets)
-    assert any((tmp_path / "jax-cache").iterdir()), "the compilation cache was not written"
+    assert any(jax_cache.iterdir()), "the compilation cache was not written"
+    # The checkpoint serves a research script: its parameters give the summary's test loss.
+    saved = funcbp.load_checkpoint(out)
+    test = run.prepare(config.load(out / "config.toml")).splits.test
+    if test is not None:
+        loss = saved.net.loss(
+            saved.state.params, test.x.astype(saved.state.params[0]["w"].dtype), test.y
+        )
+        np.testing.assert_allclose(loss, summary["test_loss"], rtol=1e-6)
 
 
 BAD_CONFIGS = [
@@ -143,3 +215,134 @@ def test_check_command_fails_with_status_1_on_a_broken_engine(monkeypatch, capsy
 def test_check_needs_a_network(capsys):
     assert cli.main(["check"]) == 2
     assert "CONFIG file or --sizes" in capsys.readouterr().err
+
+
+# Long enough (about 2 s of training after compiling) to be stopped mid-way.
+LONG = [ROOT / "configs/digits.toml", "--set", "model.hidden=[32]", "--set", "train.epochs=400",
+        "--set", "train.checkpoint_every=8", "--set", "train.batch_size=32"]  # fmt: skip
+
+
+def _stop_after_first_checkpoint(proc: subprocess.Popen, out: Path, how: signal.Signals) -> None:
+    """Sends ``how`` to ``proc`` once a checkpoint past step 0 is on disk."""
+    deadline = time.monotonic() + 120
+    while not [p for p in out.glob("checkpoints/step-*.npz") if p.name != "step-000000000.npz"]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.005)
+    proc.send_signal(how)
+
+
+def _same_results(a: Path, b: Path) -> None:
+    """Bit-identical losses and accuracies, per epoch and in the summary."""
+    assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (a, b)]
+    metrics = [
+        {k: v for k, v in s.items() if k.endswith(("_loss", "_accuracy"))} for s in summaries
+    ]
+    assert metrics[0] == metrics[1] and len(metrics[0]) == 4
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, jax_cache):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    done = _run("train", *LONG, "--out", out, cache=jax_cache, cwd=out.parent)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_identical_results(tmp_path, jax_cache, uninterrupted):
+    out = tmp_path / "run"
+    proc = _funcbp("train", *LONG, "--out", out, cache=jax_cache, cwd=tmp_path)
+    _stop_after_first_checkpoint(proc, out, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not (out / "summary.json").exists()
+    done = _run("train", "--resume", out, cache=jax_cache, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _same_results(out, uninterrupted)
+    _assert_complete_run(out, classification=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, jax_cache, uninterrupted):
+    out = tmp_path / "run"
+    proc = _funcbp("train", *LONG, "--out", out, cache=jax_cache, cwd=tmp_path)
+    _stop_after_first_checkpoint(proc, out, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and f"continue with: funcbp train --resume {out}" in err
+    epoch = int(re.search(r"interrupted after epoch (\d+)", err)[1])
+    assert funcbp.load_checkpoint(out).meta["epoch"] == epoch < 400
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == epoch
+    done = _run("train", "--resume", out, cache=jax_cache, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    _same_results(out, uninterrupted)
+
+
+@pytest.mark.slow
+def test_divergence_names_epoch_and_step_keeps_good_checkpoints_and_exits_1(tmp_path, jax_cache):
+    out = tmp_path / "run"
+    args = ["--set", "optimizer.name=sgd", "--set", "optimizer.learning_rate=1e3",
+            "--set", "train.patience=0", "--set", "train.checkpoint_every=1"]  # fmt: skip
+    done = _run("train", ROOT / "configs/regression.toml", "--out", out, *args,
+                cache=jax_cache, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    message = re.search(r"diverged: the loss is not finite at epoch (\d+), step (\d+)", done.stderr)
+    assert (
+        message and "the last good checkpoint is" in done.stderr and "Traceback" not in done.stderr
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["epoch"] == int(message[1])
+    good = funcbp.load_checkpoint(out / summary["last_good_checkpoint"])
+    assert good.meta["step"] < summary["step"]
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(good.state.params))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["train_loss"] is None  # NaN is not JSON: written as null
+    _png_size(out / "loss.png")
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_a_progress_bar(tmp_path, jax_cache):
+    import fcntl
+    import pty
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    env = {**os.environ, "FUNCBP_CACHE_DIR": str(jax_cache)}
+    cmd = [sys.executable, "-m", "funcbp", "train", ROOT / "configs/iris.toml", "--out",
+           tmp_path / "run", "--set", "train.epochs=20"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    assert proc.wait(timeout=60) == 0, shown.decode()
+    text = shown.decode()
+    assert "\r" in text and "20/20" in text and "epoch/s" in text and "test loss=" in text
+    assert "epoch 20/20" not in text  # the plain log lines are for pipes and files
+
+
+def test_resume_refuses_a_changed_config_a_finished_run_and_a_missing_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text((ROOT / "configs/iris.toml").read_text())
+    assert cli.main(["train", "--resume", str(out), "--set", "train.epochs=7"]) == 2
+    assert re.search(r"differs from .*config.toml at train\.epochs \(given 7, saved",
+                     capsys.readouterr().err)  # fmt: skip
+    assert cli.main(["train", "--resume", str(out)]) == 2
+    assert "no latest checkpoint in" in capsys.readouterr().err
+    (out / "summary.json").write_text("{}")
+    assert cli.main(["train", "--resume", str(out)]) == 2
+    assert "has finished" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    assert cli.main(["train"]) == 2
+    assert "needs a CONFIG file" in capsys.readouterr().err

@@ -142,3 +142,30 @@ def test_bad_data_is_refused_before_compiling():
     with pytest.raises(ValueError, match="4"):
         funcbp.fit(NET, optim.make("sgd", 0.1), (np.ones((6, 5)), np.zeros(6, int)), epochs=1,
                    batch_size=2)  # fmt: skip
+
+
+def test_a_non_finite_loss_stops_training_and_names_epoch_and_step(iris):
+    # Regression through ReLUs with plain SGD at rate 1: the loss overflows in a few steps.
+    net = funcbp.MLP((4, 16, 1), activation="relu", cost="mse")
+    x = iris.train.x
+    with pytest.raises(funcbp.train.TrainingDiverged, match=r"epoch 1, step \d+;") as err:
+        funcbp.fit(net, optim.make("sgd", 1.0), (x, 3 * x[:, :1]), epochs=50, batch_size=8)
+    history = err.value.history
+    assert history["epoch"] == [1] and not np.isfinite(history["train_loss"][0])
+    assert 2 <= err.value.step <= len(x) // 8  # the first step's loss is the initial one
+
+
+def test_fit_blocks_resumed_from_any_block_ends_exactly_like_one_run(iris):
+    run = dict(epochs=9, batch_size=16, key=jax.random.key(3), eval={"validation": iris.validation},
+               patience=50, epochs_per_call=3)  # fmt: skip
+    opt = optim.make("adam", 1e-2)
+    whole = list(funcbp.train.fit_blocks(NET, opt, iris.train, **run))
+    first = whole[0]  # as if saved after the first block and loaded by a fresh process
+    copy = jax.tree.map(np.asarray, (first.state._replace(key=None), first.progress))
+    state = copy[0]._replace(key=first.state.key)
+    resumed = list(
+        funcbp.train.fit_blocks(NET, opt, iris.train, state=state, progress=copy[1], **run)
+    )
+    assert [b.records for b in resumed] == [b.records for b in whole[1:]]
+    chex.assert_trees_all_equal(resumed[-1].state.params, whole[-1].state.params)
+    chex.assert_trees_all_equal(resumed[-1].progress.best_params, whole[-1].progress.best_params)
