@@ -129,6 +129,13 @@ def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
       x: inputs ``[batch, n_in]``.
       y: targets, as ``net.cost`` expects them.
     """
+    return backprop_with_cache(net, params, x, y)[0]
+
+
+def backprop_with_cache(
+    net: MLP, params: Params, x: Array, y: Array
+) -> tuple[BackpropResult, ForwardCache]:
+    """``backprop`` and the forward cache it ran on (for per-layer diagnostics)."""
     net.check_call(params, x, y)
     x, y = jnp.asarray(x), jnp.asarray(y)
     cost = _losses.get(net.cost)
@@ -141,7 +148,7 @@ def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
         grads = [
             {"w": g["w"] + net.l2 * p["w"], "b": g["b"]} for g, p in zip(grads, params, strict=True)
         ]
-    return BackpropResult(loss, grads, input_grad, deltas)
+    return BackpropResult(loss, grads, input_grad, deltas), cache
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))

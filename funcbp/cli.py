@@ -1,6 +1,7 @@
-"""The ``funcbp`` command line: ``train`` a configured run, ``check`` gradients.
+"""The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``check`` gradients.
 
-Exit status: 0 success; 1 a gradient check failed or training diverged;
+Exit status: 0 success; 1 a gradient check failed, training diverged or
+``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
 2 a bad command line, config or data (one line on standard error naming it).
 """
 
@@ -38,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 (repeatable)",
+    )
+
+    diagnose = sub.add_parser(
+        "diagnose", help="train briefly and show per-layer gradient statistics and warnings"
+    )
+    diagnose.add_argument("config", type=Path, help="run file, e.g. configs/digits.toml")
+    diagnose.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    diagnose.add_argument("--epochs", type=int, default=3, help="epochs to train (default 3)")
+    diagnose.add_argument(
+        "--every", type=int, help="steps between statistics (default: the config's, or 10)"
     )
 
     check = sub.add_parser("check", help="check backprop against autodiff and finite differences")
@@ -100,6 +111,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"\nfuncbp: {err}\ncontinue with: funcbp train --resume {out}", file=sys.stderr)
         return 130
     print(f"\n{display.summary_table(summary)}\n\nrun directory: {out}")
+    for warning in summary["warnings"]:
+        print(f"funcbp: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -132,6 +145,51 @@ def _first_difference(given: dict, saved: dict) -> str:
         for key in sorted(table.keys() | saved[section].keys())
         if table.get(key) != saved[section].get(key)
     )
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from funcbp import config as _config
+    from funcbp import diagnostics, display, run
+    from funcbp.train import TrainingDiverged, fit_blocks
+
+    try:
+        config = _config.load(args.config, args.set)
+        every = args.every or config.train.diagnostics_every or 10
+        for flag, value in (("--epochs", args.epochs), ("--every", every)):
+            if value < 1:
+                raise _config.ConfigError(f"{flag}: expected a positive integer, got {value}")
+        net, optimizer, splits = run.prepare(config)
+    except _config.ConfigError as err:
+        return _fail(f"config {args.config}: {err}")
+    except ValueError as err:
+        return _fail(str(err))
+    t = config.train
+    if t.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    _enable_compilation_cache()
+    batch = None if t.batch_size == "full" else min(t.batch_size, len(splits.train))
+    blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
+                        engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
+                        diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
+    records, diverged = [], None
+    for block in blocks:
+        records += block.records
+        diverged = block.diverged
+    history = {name: [r[name] for r in records] for name in records[0]}
+    sampled = [r for r in records if r["sampled_steps"]]
+    if not sampled:
+        return _fail(f"--every {every}: no step sampled in {args.epochs} epochs; lower it")
+    print(f"funcbp diagnose: MLP {net.sizes}, {args.epochs} epochs, statistics every {every} "
+          f"steps; epoch {sampled[-1]['epoch']}, mean over its sampled steps:\n")  # fmt: skip
+    print(display.diagnostics_table(net.layer_names, net.sizes, sampled[-1]))
+    found = diagnostics.findings(history, net)
+    if diverged:
+        found.append(str(TrainingDiverged(*diverged, history)))
+    print("\n" + ("\n".join(f"warning: {finding}" for finding in found) or "no warnings"))
+    return 1 if found else 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -188,7 +246,7 @@ def _random_batch(net, key, batch: int):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"train": _train, "check": _check}[args.command](args)
+    return {"train": _train, "diagnose": _diagnose, "check": _check}[args.command](args)
 
 
 def run() -> None:

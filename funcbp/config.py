@@ -10,6 +10,7 @@ A run file has four tables; every key is optional but ``data.source`` and
     [train]      epochs = 30   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
                  checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
+                 diagnostics_every = 0 (off; steps between per-layer statistics)
 
 The network's input and output widths come from the data. An unknown key, a
 wrong type or an invalid value raises ``ConfigError`` with one line naming the
@@ -72,6 +73,7 @@ class TrainConfig:
     dtype: str = "float32"
     checkpoint_every: int = 5  # epochs (rounded up to the next block of epochs)
     keep_checkpoints: int = 3  # the last N are kept, and the best
+    diagnostics_every: int = 0  # steps between per-layer statistics; 0: off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +232,10 @@ def _check_values(config: RunConfig) -> None:
     _one_of("train.dtype", t.dtype, ("float32", "float64", "bfloat16"))
     _positive("train.checkpoint_every", t.checkpoint_every)
     _positive("train.keep_checkpoints", t.keep_checkpoints)
+    if t.diagnostics_every < 0:
+        raise ConfigError(
+            f"train.diagnostics_every: expected an integer >= 0 (0: off), got {t.diagnostics_every}"
+        )
 
 
 def _positive(key: str, value: int) -> None:

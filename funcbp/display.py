@@ -6,7 +6,9 @@ standard output is a file or a pipe it is one plain line per update instead.
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 
@@ -70,3 +72,24 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines.append("")
     lines += [f"{name:<13} {value}" for name, value in facts.items() if value is not None]
     return "\n".join(lines)
+
+
+def diagnostics_table(layer_names: Sequence[str], sizes: Sequence[int], stats: dict) -> str:
+    """One row per layer of ``funcbp.diagnostics`` statistics (one epoch's ``[L]`` lists)."""
+    header = ["layer", "units", "activation", "|W|", "|dW|", "|db|", "|delta|", "update/|W|",
+              "dead", "saturated"]  # fmt: skip
+    rows = [header]
+    for i, name in enumerate(layer_names):
+        row = [str(i + 1), str(sizes[i + 1]), name]
+        for key in ("weight_norm", "grad_norm", "grad_b_norm", "delta_norm", "update_ratio"):
+            row.append(_number(stats[key][i], "{:.2e}"))
+        row += [_number(stats[key][i], "{:.0%}") for key in ("dead_fraction", "saturated_fraction")]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None or math.isnan(value) else spec.format(value)

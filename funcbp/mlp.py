@@ -70,7 +70,7 @@ class MLP:
                     f"{n_hidden} hidden layers; give one name per hidden layer or a single name"
                 )
             object.__setattr__(self, "activation", names)
-        for name in (*self.hidden_activations, self.output_activation):
+        for name in self.layer_names:
             _activations.get(name)
         _losses.get(self.cost)
         _initializers.check(self.initializer)
@@ -88,10 +88,14 @@ class MLP:
         return self.activation
 
     @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The activation name of every layer, the output layer's last."""
+        return (*self.hidden_activations, self.output_activation)
+
+    @property
     def layer_activations(self) -> tuple[_activations.Activation, ...]:
         """The activation of every layer, the output layer's last."""
-        names = (*self.hidden_activations, self.output_activation)
-        return tuple(_activations.get(name) for name in names)
+        return tuple(_activations.get(name) for name in self.layer_names)
 
     @property
     def num_layers(self) -> int:
@@ -184,9 +188,8 @@ class MLP:
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _init(net: MLP, key: Array, dtype: jnp.dtype) -> Params:
-    names = (*net.hidden_activations, net.output_activation)
     shapes = list(itertools.pairwise(net.sizes))
-    rules = [_initializers.get(net.initializer, act) for act in names]
+    rules = [_initializers.get(net.initializer, act) for act in net.layer_names]
     weights = _initializers.init_weights(key, shapes, rules, dtype)
     return [
         {"w": w, "b": jnp.zeros((n_out,), dtype)}

@@ -10,25 +10,60 @@ that child by path, without importing the ``funcbp`` package (and JAX).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 
 def plot_history(history: dict[str, list], out: str | Path) -> list[Path]:
-    """Writes ``loss.png`` (log scale) and, for classification, ``accuracy.png``; returns them."""
+    """Writes ``loss.png`` (log scale), ``accuracy.png`` (classification) and
+    ``diagnostics.png`` (when the history has per-layer statistics); returns them."""
     written = []
     for metric, log_scale in (("loss", True), ("accuracy", False)):
         curves = {
             name.removesuffix(f"_{metric}"): values
             for name, values in history.items()
-            if name.endswith(f"_{metric}") and isinstance(values, list)
+            if name.endswith(f"_{metric}")
         }
         if curves:
             path = Path(out) / f"{metric}.png"
             _line_plot(history["epoch"], curves, metric, log_scale, path)
             written.append(path)
+    if "grad_norm" in history:
+        written.append(_diagnostics_plot(history, Path(out) / "diagnostics.png"))
     return written
+
+
+def _diagnostics_plot(history: dict[str, list], path: Path) -> Path:
+    """Per-layer weight-gradient norm and update ratio per epoch, one line per layer, log scale."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 4))
+    figure.subplots_adjust(left=0.07, right=0.86, top=0.9, bottom=0.13, wspace=0.25)
+    FigureCanvasAgg(figure)
+    panels = (
+        ("grad_norm", "weight-gradient norm ||dW||"),
+        ("update_ratio", "update ratio ||dW step|| / ||W||"),
+    )
+    for i, (name, title) in enumerate(panels):
+        axes = figure.add_subplot(1, 2, i + 1)
+        per_layer = list(
+            zip(
+                *([math.nan if v is None else v for v in row] for row in history[name]), strict=True
+            )
+        )
+        for layer, values in enumerate(per_layer, start=1):
+            axes.plot(history["epoch"], values, label=f"layer {layer}")
+        if name == "update_ratio":
+            axes.axhline(1e-3, color="gray", linestyle="--", linewidth=1, label="1e-3")
+        axes.set_yscale("log")
+        axes.set(xlabel="epoch", title=title)
+        axes.grid(alpha=0.3)
+    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    figure.savefig(path, dpi=100)
+    return path
 
 
 def _line_plot(epochs, curves: dict[str, list], metric: str, log_scale: bool, path: Path):

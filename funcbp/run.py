@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcbp import atomic, checkpoint, display, optim, plots
+from funcbp import atomic, checkpoint, diagnostics, display, optim, plots
 from funcbp import config as _config
 from funcbp import data as _data
 from funcbp.compile_clock import CompileClock
@@ -164,6 +164,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
         batch_size=None if t.batch_size == "full" else min(t.batch_size, len(splits.train)),
         patience=t.patience or None, state=state, progress=progress,
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
+        diagnostics_every=t.diagnostics_every or None,
     )  # fmt: skip
     print(_headline(config, net, splits), file=stream or sys.stdout, flush=True)
     try:
@@ -179,7 +180,9 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
     plotter.send(history, out)  # drawn while the final evaluation runs
     if t.patience and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
-    return _summary(net, state, history, splits, eval_sets, progress)
+    summary = _summary(net, state, history, splits, eval_sets, progress)
+    summary["warnings"] = diagnostics.findings(history, net)
+    return summary
 
 
 def _train_blocks(blocks, saver: _Saver, records: list, out: Path, t, stream):
@@ -297,9 +300,13 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _json_ready(record: dict[str, float]) -> dict[str, float | None]:
-    """NaN and infinity are not JSON: a diverged epoch's losses are written as null."""
-    return {k: v if math.isfinite(v) else None for k, v in record.items()}
+def _json_ready(value: Any) -> Any:
+    """NaN and infinity are not JSON: a diverged loss or a statistic not taken is null."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _history(records: list[dict[str, float]]) -> dict[str, list]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -26,6 +27,8 @@ import numpy as np
 import optax
 
 from funcbp import data as _data
+from funcbp import diagnostics
+from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP
 
 Array = jax.Array
@@ -64,20 +67,56 @@ def _engine(net: MLP, engine: str) -> Callable:
 
 
 def make_train_step(
-    net: MLP, optimizer: optax.GradientTransformation, engine: str = "backprop"
-) -> Callable[[TrainState, Array, Array], tuple[TrainState, Array]]:
-    """``step(state, x [batch, n_in], y) -> (state, loss)``: gradient, update, apply."""
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    engine: str = "backprop",
+    diagnostics_every: int | None = None,
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, Any]]:
+    """``step(state, x [batch, n_in], y) -> (state, loss)``: gradient, update, apply.
+
+    With ``diagnostics_every=N`` it returns ``(state, (loss, stats))``: on every
+    N-th step (``state.step % N == 0``) ``stats`` holds ``funcbp.diagnostics``'
+    per-layer statistics, NaN on the others. The hand-derived engine has every
+    ingredient already; the autodiff engine runs the hand-derived pass on those
+    steps only.
+    """
     value_and_grad = _engine(net, engine)
 
-    def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
-        loss, grads = value_and_grad(state.params, x, y)
+    def apply(state: TrainState, grads: Params) -> TrainState:
         # Inputs of a wider dtype than the parameters must not widen the optimizer state.
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1, state.key), loss
+        return TrainState(params, opt_state, state.step + 1, state.key)
 
-    return step
+    def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+        loss, grads = value_and_grad(state.params, x, y)
+        return apply(state, grads), loss
+
+    def step_with_stats(state: TrainState, x: Array, y: Array):
+        if engine == "backprop":
+            result, cache = backprop_with_cache(net, state.params, x, y)
+            loss, grads = result.loss, result.grads
+        else:
+            loss, grads = value_and_grad(state.params, x, y)
+        new = apply(state, grads)
+
+        def sample(_):
+            ran = (result, cache) if engine == "backprop" else (
+                backprop_with_cache(net, state.params, x, y))  # fmt: skip
+            return diagnostics.layer_stats(net, state.params, ran[1], ran[0].deltas, grads,
+                                           new.params)  # fmt: skip
+
+        def skip(_):
+            return diagnostics.empty_stats(state.params)
+
+        stats = jax.lax.cond(state.step % diagnostics_every == 0, sample, skip, None)
+        return new, (loss, stats)
+
+    if diagnostics_every is None:
+        return step
+    _check_counts(diagnostics_every=diagnostics_every)
+    return step_with_stats
 
 
 def make_epoch(
@@ -86,19 +125,22 @@ def make_epoch(
     *,
     batch_size: int | None,
     engine: str = "backprop",
-) -> Callable[[TrainState, Array, Array], tuple[TrainState, Array]]:
+    diagnostics_every: int | None = None,
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, Any]]:
     """``epoch(state, x [n, n_in], y) -> (state, losses [steps])``, one loss per step.
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
+    With ``diagnostics_every`` the output is ``(losses, stats)``, each statistic
+    ``[steps, ...]`` (see ``make_train_step``).
     """
-    step = make_train_step(net, optimizer, engine)
+    step = make_train_step(net, optimizer, engine, diagnostics_every)
 
-    def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+    def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Any]:
         n = x.shape[0]
         size = n if batch_size is None else batch_size
         if size == n:
-            state, loss = step(state, x, y)
-            return state, loss[None]
+            state, out = step(state, x, y)
+            return state, jax.tree.map(lambda a: a[None], out)
         key, shuffle = jax.random.split(state.key)
         batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
         return jax.lax.scan(
@@ -185,6 +227,7 @@ def fit_blocks(
     progress: Progress | None = None,
     dtype=jnp.float32,
     epochs_per_call: int | None = None,
+    diagnostics_every: int | None = None,
 ) -> Iterator[Block]:
     """``fit`` one compiled block of epochs at a time, for callers that act in between.
 
@@ -196,7 +239,8 @@ def fit_blocks(
     eval = dict(eval or {})
     x, y = _checked_arrays(train, net)
     eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in eval.items()}
-    _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call)
+    _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call,
+                  diagnostics_every=diagnostics_every)  # fmt: skip
     if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= len(x)):
         raise ValueError(
             f"batch_size must be an integer in [1, {len(x)}] (the training set size) or None "
@@ -210,7 +254,8 @@ def fit_blocks(
         progress = init_progress(state, patience)
 
     per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
-    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience)
+    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience,
+                         diagnostics_every)  # fmt: skip
     dtype = jnp.result_type(state.params[0]["w"])
     xs, ys = _to_device(x, y, dtype)
     device_eval = {name: _to_device(ex, ey, dtype) for name, (ex, ey) in eval_arrays.items()}
@@ -234,8 +279,7 @@ def _blocks(run, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block
         order = [*first, *sorted(set(metrics) - set(first))]
         columns = {name: metrics[name][ran] for name in order}
         records = [
-            {name: int(v[i]) if name == "epoch" else float(v[i]) for name, v in columns.items()}
-            for i in range(int(ran.sum()))
+            {name: _plain(v[i]) for name, v in columns.items()} for i in range(int(ran.sum()))
         ]
         diverged = None
         if bad_step.any():
@@ -244,6 +288,15 @@ def _blocks(run, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block
         yield Block(state, progress, records, diverged)
         if diverged:
             return
+
+
+def _plain(value: np.ndarray) -> int | float | bool | list[float]:
+    """A metric of one epoch as a Python value for records and JSON."""
+    if value.dtype == bool:
+        return bool(value)
+    if value.dtype.kind == "i":
+        return int(value)
+    return value.astype(float).tolist()
 
 
 def fit(
@@ -260,6 +313,7 @@ def fit(
     state: TrainState | None = None,
     dtype=jnp.float32,
     epochs_per_call: int | None = None,
+    diagnostics_every: int | None = None,
     callback: Callable[[dict[str, list]], None] | None = None,
 ) -> tuple[TrainState, dict[str, list]]:
     """Trains ``net`` and returns ``(final state, per-epoch history)``.
@@ -280,6 +334,9 @@ def fit(
       dtype: parameter dtype for a fresh state.
       epochs_per_call: epochs compiled into one call (default: all of them, or
         about 50 blocks when a ``callback`` wants progress).
+      diagnostics_every: record ``funcbp.diagnostics``' per-layer statistics every
+        this many steps (history: their mean over each epoch's sampled steps) and
+        warn (``DiagnosticWarning``) when they show a known failure.
       callback: called with the history after each block of epochs.
 
     Returns:
@@ -293,7 +350,7 @@ def fit(
     history: dict[str, list] = {"epoch": [], "train_loss": []}
     blocks = fit_blocks(
         net, optimizer, train, epochs=epochs, batch_size=batch_size, engine=engine, eval=eval,
-        key=key, patience=patience, state=state, dtype=dtype,
+        key=key, patience=patience, state=state, dtype=dtype, diagnostics_every=diagnostics_every,
         epochs_per_call=epochs_per_call or (None if callback else epochs),
     )  # fmt: skip
     for block in blocks:
@@ -301,6 +358,7 @@ def fit(
             for name, value in record.items():
                 history.setdefault(name, []).append(value)
         if block.diverged:
+            _warn_findings(history, net)  # exploding gradients, say, before the NaN
             raise TrainingDiverged(*block.diverged, history)
         if callback is not None:
             callback(history)
@@ -308,7 +366,13 @@ def fit(
     if patience is not None and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
         history["best_epoch"] = int(progress.best_epoch)
+    _warn_findings(history, net)
     return state, history
+
+
+def _warn_findings(history: dict[str, list], net: MLP) -> None:
+    for finding in diagnostics.findings(history, net):
+        warnings.warn(finding, diagnostics.DiagnosticWarning, stacklevel=3)
 
 
 def _check_counts(**counts) -> None:
@@ -320,13 +384,14 @@ def _check_counts(**counts) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience):
+def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience, every):
     """One jitted call: ``per_call`` epochs, each followed by evaluation.
 
     Cached, so a second ``fit`` with the same network, optimizer object and settings
     reuses the compiled program instead of tracing and compiling it again.
     """
-    epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine)
+    epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine,
+                          diagnostics_every=every)  # fmt: skip
     monitor = f"{eval_names[0]}_loss" if eval_names else None
 
     def one_epoch(carry, _, x, y, eval_data, limit):
@@ -337,11 +402,12 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
             return epoch_fn(state, x, y)
 
         def skip(state):
-            steps = 1 if batch_size in (None, x.shape[0]) else x.shape[0] // batch_size
-            return state, jnp.zeros(steps, jnp.result_type(state.params[0]["w"]))
+            outputs = jax.eval_shape(epoch_fn, state, x, y)[1]
+            return state, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), outputs)
 
         steps_before = state.step
-        state, losses = jax.lax.cond(active, train, skip, state)
+        state, outputs = jax.lax.cond(active, train, skip, state)
+        losses = outputs if every is None else outputs[0]
         finite = jnp.isfinite(losses)
         # 1-based number of the first step whose loss is not finite; 0 when all are.
         nonfinite_step = jnp.where(
@@ -353,6 +419,10 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
             "ran": active,
             "nonfinite_step": nonfinite_step,
         }
+        if every is not None:
+            steps = steps_before + jnp.arange(losses.shape[0], dtype=steps_before.dtype)
+            sampled = active & (steps % every == 0)
+            metrics.update(diagnostics.epoch_summary(outputs[1], sampled))
         for name, (ex, ey) in eval_data.items():
             for metric, value in evaluate(net, state.params, ex, ey).items():
                 metrics[f"{name}_{metric}"] = value

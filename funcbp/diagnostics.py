@@ -1,0 +1,203 @@
+"""Per-layer training diagnostics: vanishing and exploding gradients, dead and saturated units.
+
+Inside the compiled training step (``make_train_step(..., diagnostics_every=N)``)
+every N-th step computes, for each layer ``l`` (shape ``[L]`` per statistic)::
+
+    grad_norm        ||dLoss/dW_l||                       (Frobenius norms throughout)
+    grad_b_norm      ||dLoss/db_l||
+    delta_norm       ||delta_l|| = ||dLoss/dz_l||         over the batch, [batch, n_out_l]
+    weight_norm      ||W_l||
+    update_ratio     ||W_l(after) - W_l(before)|| / ||W_l(before)||   (rule of thumb: ~1e-3)
+    dead_fraction    ReLU-family layers: the fraction of units with z <= 0 for every
+                     sample of the batch (no gradient flows through them); else NaN
+    saturated_fraction  sigmoid/tanh layers: the fraction of (sample, unit) pairs whose
+                     derivative is below 5 % of its maximum (sigmoid' < 0.0125,
+                     tanh' < 0.05: |z| beyond about 4.4 and 2.2); else NaN
+
+and ``grad_nonfinite``, whether any gradient is NaN or infinite. Per epoch,
+``fit`` records their mean over the sampled steps and ``sampled_steps``. ``findings``
+reads a history of them and says, with a concrete suggestion, when a classic
+failure shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+
+from funcbp import activations
+
+if TYPE_CHECKING:
+    from funcbp.backprop import ForwardCache
+    from funcbp.mlp import MLP
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+
+LAYER_STATS = ("grad_norm", "grad_b_norm", "delta_norm", "weight_norm", "update_ratio",
+               "dead_fraction", "saturated_fraction")  # fmt: skip
+NAMES = (*LAYER_STATS, "grad_nonfinite", "sampled_steps")
+_SATURATING = {"sigmoid": 0.25, "tanh": 1.0}  # the activation's largest derivative
+_SATURATED_BELOW = 0.05  # of that largest derivative
+
+# What ``findings`` flags.
+VANISHING_RATIO = 1e-3  # first layer's weight-gradient norm over the last layer's
+EXPLODING_GROWTH = 1e3  # largest weight-gradient norm over its value at the first record
+DEAD_ABOVE = 0.5
+UPDATE_RATIO_ABOVE = 0.1
+
+
+class DiagnosticWarning(UserWarning):
+    """A training pattern ``findings`` recognised; the message suggests a fix."""
+
+
+def layer_stats(
+    net: MLP,
+    params: Params,
+    cache: ForwardCache,
+    deltas: Sequence[Array],
+    grads: Params,
+    new_params: Params,
+) -> dict[str, Array]:
+    """The statistics above for one step: each ``[L]`` (``stats_dtype``); a bool for NaN grads."""
+    dtype = stats_dtype(params)
+
+    def norm(a: Array) -> Array:
+        return jnp.sqrt(jnp.sum(jnp.square(a.astype(dtype))))
+
+    def stack(values) -> Array:
+        return jnp.stack([jnp.asarray(v, dtype) for v in values])
+
+    weight_norm = stack(norm(p["w"]) for p in params)
+    update = stack(norm(n["w"] - p["w"]) for n, p in zip(new_params, params, strict=True))
+    dead, saturated = [], []
+    for name, act, z, a in zip(net.layer_names, net.layer_activations, cache.pre, cache.post,
+                               strict=True):  # fmt: skip
+        dead.append(
+            jnp.mean(jnp.all(z <= 0, axis=0)) if name in activations.RELU_FAMILY else jnp.nan
+        )
+        if name in _SATURATING:
+            small = act.grad(z, a) < _SATURATED_BELOW * _SATURATING[name]
+            saturated.append(jnp.mean(small))
+        else:
+            saturated.append(jnp.nan)
+    return {
+        "grad_norm": stack(norm(g["w"]) for g in grads),
+        "grad_b_norm": stack(norm(g["b"]) for g in grads),
+        "delta_norm": stack(norm(d) for d in deltas),
+        "weight_norm": weight_norm,
+        "update_ratio": update / weight_norm,
+        "dead_fraction": stack(dead),
+        "saturated_fraction": stack(saturated),
+        "grad_nonfinite": ~jnp.all(
+            jnp.stack([jnp.isfinite(g).all() for g in jax.tree.leaves(grads)])
+        ),
+    }
+
+
+def stats_dtype(params: Params) -> jnp.dtype:
+    """float32, or float64 for float64 parameters (bfloat16 is too coarse for ratios)."""
+    return jnp.promote_types(params[0]["w"].dtype, jnp.float32)
+
+
+def empty_stats(params: Params) -> dict[str, Array]:
+    """What a step that does not sample reports: NaN for every statistic."""
+    shape = (len(params),)
+    stats = {name: jnp.full(shape, jnp.nan, stats_dtype(params)) for name in LAYER_STATS}
+    return {**stats, "grad_nonfinite": jnp.zeros((), bool)}
+
+
+def epoch_summary(stats: dict[str, Array], sampled: Array) -> dict[str, Array]:
+    """One epoch's statistics from its steps' (``[steps, L]``): the mean over sampled steps.
+
+    ``sampled`` is ``[steps]`` bool; an epoch without a sampled step gets NaN.
+    """
+    count = jnp.sum(sampled)
+    summary = {
+        name: jnp.sum(jnp.where(sampled[:, None], stats[name], 0.0), axis=0) / count
+        for name in LAYER_STATS
+    }
+    return {
+        **summary,
+        "grad_nonfinite": jnp.any(stats["grad_nonfinite"] & sampled),
+        "sampled_steps": count.astype(jnp.int32),
+    }
+
+
+def findings(history: dict[str, list], net: MLP) -> list[str]:
+    """Warnings, each with a suggestion, for the patterns in a ``fit`` history's statistics."""
+    if "grad_norm" not in history:
+        return []
+    epochs = history["epoch"]
+    rows = [
+        (e, {name: history[name][i] for name in NAMES})
+        for i, e in enumerate(epochs)
+        if history["sampled_steps"][i]
+    ]
+    if not rows:
+        return []
+    found = []
+    first_epoch, first = rows[0]
+    for epoch, s in rows:
+        g = s["grad_norm"]
+        if g[-1] > 0 and g[0] / g[-1] < VANISHING_RATIO:
+            found.append(
+                f"vanishing gradients (epoch {epoch}): layer 1's weight-gradient norm is "
+                f"{g[0] / g[-1]:.1e} of layer {len(g)}'s; saturating units shrink it layer by "
+                f"layer ({_activation_note(net)}). Try ReLU-family activations with He "
+                'initialisation (model.activation = "relu", model.initializer = "auto")'
+            )
+            break
+    for epoch, s in rows:
+        growth = max(_finite(s["grad_norm"])) / max(max(_finite(first["grad_norm"])), 1e-30)
+        if s["grad_nonfinite"] or growth > EXPLODING_GROWTH:
+            what = (
+                "a gradient is not finite"
+                if s["grad_nonfinite"]
+                else (
+                    f"the largest weight-gradient norm grew {growth:.0e}x since epoch {first_epoch}"
+                )
+            )
+            found.append(
+                f"exploding gradients (epoch {epoch}): {what}. Try gradient clipping "
+                "(optimizer.clip_norm = 1.0) or a lower learning rate"
+            )
+            break
+    for epoch, s in rows:
+        dead = [
+            (k + 1, f) for k, f in enumerate(s["dead_fraction"]) if f is not None and f > DEAD_ABOVE
+        ]
+        if dead:
+            layer, fraction = dead[0]
+            found.append(
+                f"dead ReLUs (epoch {epoch}): {fraction:.0%} of layer {layer}'s units are never "
+                "active over a batch. Try a lower learning rate, leaky_relu, or less negative "
+                "biases"
+            )
+            break
+    for epoch, s in rows:
+        ratios = _finite(s["update_ratio"])
+        if ratios and max(ratios) > UPDATE_RATIO_ABOVE:
+            found.append(
+                f"large updates (epoch {epoch}): an update moved a layer's weights by "
+                f"{max(ratios):.0%} of their norm (about 0.1 % is typical). Try a lower "
+                "learning rate"
+            )
+            break
+    return found
+
+
+def _finite(values) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)] or [math.nan]
+
+
+def _activation_note(net: MLP) -> str:
+    names = sorted(set(net.layer_names[:-1]) & set(_SATURATING))
+    if not names:
+        return "deep stacks of small weights do the same"
+    bound = ", ".join(f"{n}' <= {_SATURATING[n]:g}" for n in names)
+    return bound
