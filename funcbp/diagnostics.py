@@ -77,25 +77,25 @@ def layer_stats(
     dead, saturated = [], []
     for name, act, z, a in zip(net.layer_names, net.layer_activations, cache.pre, cache.post,
                                strict=True):  # fmt: skip
-        dead.append(
-            jnp.mean(jnp.all(z <= 0, axis=0)) if name in activations.RELU_FAMILY else jnp.nan
-        )
+        is_relu = name in activations.RELU_FAMILY
+        dead.append(jnp.mean(jnp.max(z, axis=0) <= 0) if is_relu else jnp.nan)
         if name in _SATURATING:
             small = act.grad(z, a) < _SATURATED_BELOW * _SATURATING[name]
             saturated.append(jnp.mean(small))
         else:
             saturated.append(jnp.nan)
+    grad_norm = stack(norm(g["w"]) for g in grads)
+    grad_b_norm = stack(norm(g["b"]) for g in grads)
     return {
-        "grad_norm": stack(norm(g["w"]) for g in grads),
-        "grad_b_norm": stack(norm(g["b"]) for g in grads),
+        "grad_norm": grad_norm,
+        "grad_b_norm": grad_b_norm,
         "delta_norm": stack(norm(d) for d in deltas),
         "weight_norm": weight_norm,
         "update_ratio": update / weight_norm,
         "dead_fraction": stack(dead),
         "saturated_fraction": stack(saturated),
-        "grad_nonfinite": ~jnp.all(
-            jnp.stack([jnp.isfinite(g).all() for g in jax.tree.leaves(grads)])
-        ),
+        # A NaN or inf anywhere makes its norm NaN or inf (so does a norm past 3e38).
+        "grad_nonfinite": ~jnp.isfinite(jnp.sum(grad_norm) + jnp.sum(grad_b_norm)),
     }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from funcbp import data as _data
-from funcbp import diagnostics
+from funcbp import diagnostics as _diagnostics
 from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP
 
@@ -70,15 +70,14 @@ def make_train_step(
     net: MLP,
     optimizer: optax.GradientTransformation,
     engine: str = "backprop",
-    diagnostics_every: int | None = None,
+    diagnostics: bool = False,
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, Any]]:
     """``step(state, x [batch, n_in], y) -> (state, loss)``: gradient, update, apply.
 
-    With ``diagnostics_every=N`` it returns ``(state, (loss, stats))``: on every
-    N-th step (``state.step % N == 0``) ``stats`` holds ``funcbp.diagnostics``'
-    per-layer statistics, NaN on the others. The hand-derived engine has every
-    ingredient already; the autodiff engine runs the hand-derived pass on those
-    steps only.
+    With ``diagnostics=True`` it returns ``(state, (loss, stats))``, ``stats``
+    being ``funcbp.diagnostics``' per-layer statistics of this step. The
+    hand-derived engine computes every ingredient anyway; the autodiff engine
+    runs the hand-derived pass beside ``jax.grad`` for them.
     """
     value_and_grad = _engine(net, engine)
 
@@ -94,29 +93,15 @@ def make_train_step(
         return apply(state, grads), loss
 
     def step_with_stats(state: TrainState, x: Array, y: Array):
-        if engine == "backprop":
-            result, cache = backprop_with_cache(net, state.params, x, y)
-            loss, grads = result.loss, result.grads
-        else:
+        result, cache = backprop_with_cache(net, state.params, x, y)
+        loss, grads = result.loss, result.grads
+        if engine == "autodiff":
             loss, grads = value_and_grad(state.params, x, y)
         new = apply(state, grads)
-
-        def sample(_):
-            ran = (result, cache) if engine == "backprop" else (
-                backprop_with_cache(net, state.params, x, y))  # fmt: skip
-            return diagnostics.layer_stats(net, state.params, ran[1], ran[0].deltas, grads,
-                                           new.params)  # fmt: skip
-
-        def skip(_):
-            return diagnostics.empty_stats(state.params)
-
-        stats = jax.lax.cond(state.step % diagnostics_every == 0, sample, skip, None)
+        stats = _diagnostics.layer_stats(net, state.params, cache, result.deltas, grads, new.params)
         return new, (loss, stats)
 
-    if diagnostics_every is None:
-        return step
-    _check_counts(diagnostics_every=diagnostics_every)
-    return step_with_stats
+    return step_with_stats if diagnostics else step
 
 
 def make_epoch(
@@ -130,22 +115,66 @@ def make_epoch(
     """``epoch(state, x [n, n_in], y) -> (state, losses [steps])``, one loss per step.
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
-    With ``diagnostics_every`` the output is ``(losses, stats)``, each statistic
-    ``[steps, ...]`` (see ``make_train_step``).
+
+    With ``diagnostics_every=N`` the output is ``(losses, (stats, sampled))``:
+    steps 0, N, 2N, ... of each epoch take ``funcbp.diagnostics``' statistics
+    (but not in the last ``steps % N``; an epoch of fewer than N steps samples its first),
+    ``stats`` stacks them ``[k, ...]`` and ``sampled`` ``[k]`` marks the real
+    ones. The pattern is static, so the other steps are the plain step with no
+    branch (full-batch training samples the epochs with ``state.step % N == 0``).
     """
-    step = make_train_step(net, optimizer, engine, diagnostics_every)
+    step = make_train_step(net, optimizer, engine)
+    step_with_stats = make_train_step(net, optimizer, engine, diagnostics=True)
+    every = diagnostics_every
+
+    def full_batch(state: TrainState, x: Array, y: Array):
+        if every is None:
+            state, loss = step(state, x, y)
+            return state, loss[None]
+
+        def sample(state):
+            state, (loss, stats) = step_with_stats(state, x, y)
+            return state, (loss, stats, jnp.ones((), bool))
+
+        def plain(state):
+            new, loss = step(state, x, y)
+            return new, (loss, _diagnostics.empty_stats(state.params), jnp.zeros((), bool))
+
+        state, (loss, stats, sampled) = jax.lax.cond(state.step % every == 0, sample, plain, state)
+        return state, (loss[None], jax.tree.map(lambda a: a[None], (stats, sampled)))
+
+    def steps(state: TrainState, x: Array, y: Array, batches: Array):
+        """Plain steps over ``batches`` ``[k, size]`` (k may be 0)."""
+        return jax.lax.scan(lambda s, rows: step(s, x[rows], y[rows]), state, batches)
+
+    def sampled_group(state: TrainState, x: Array, y: Array, batches: Array):
+        """A step with statistics on ``batches[0]``, then plain steps on the rest."""
+        state, (loss, stats) = step_with_stats(state, x[batches[0]], y[batches[0]])
+        state, losses = steps(state, x, y, batches[1:])
+        return state, (jnp.concatenate([loss[None], losses]), stats)
 
     def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Any]:
         n = x.shape[0]
         size = n if batch_size is None else batch_size
         if size == n:
-            state, out = step(state, x, y)
-            return state, jax.tree.map(lambda a: a[None], out)
+            return full_batch(state, x, y)
         key, shuffle = jax.random.split(state.key)
         batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
-        return jax.lax.scan(
-            lambda s, rows: step(s, x[rows], y[rows]), state._replace(key=key), batches
+        state = state._replace(key=key)
+        if every is None:
+            return steps(state, x, y, batches)
+        # Groups of `every` steps, each opened by a sampled step; the steps left over
+        # at the end of the epoch run plain (an epoch shorter than `every` is one group).
+        size_of_group = min(every, batches.shape[0])
+        groups = batches.shape[0] // size_of_group
+        state, (losses, stats) = jax.lax.scan(
+            lambda s, b: sampled_group(s, x, y, b),
+            state,
+            batches[: groups * size_of_group].reshape(groups, size_of_group, size),
         )
+        state, tail_losses = steps(state, x, y, batches[groups * size_of_group :])
+        losses = jnp.concatenate([losses.reshape(-1), tail_losses])
+        return state, (losses, (stats, jnp.ones(groups, bool)))
 
     return epoch
 
@@ -371,8 +400,8 @@ def fit(
 
 
 def _warn_findings(history: dict[str, list], net: MLP) -> None:
-    for finding in diagnostics.findings(history, net):
-        warnings.warn(finding, diagnostics.DiagnosticWarning, stacklevel=3)
+    for finding in _diagnostics.findings(history, net):
+        warnings.warn(finding, _diagnostics.DiagnosticWarning, stacklevel=3)
 
 
 def _check_counts(**counts) -> None:
@@ -420,9 +449,8 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
             "nonfinite_step": nonfinite_step,
         }
         if every is not None:
-            steps = steps_before + jnp.arange(losses.shape[0], dtype=steps_before.dtype)
-            sampled = active & (steps % every == 0)
-            metrics.update(diagnostics.epoch_summary(outputs[1], sampled))
+            stats, sampled = outputs[1]
+            metrics.update(_diagnostics.epoch_summary(stats, active & sampled))
         for name, (ex, ey) in eval_data.items():
             for metric, value in evaluate(net, state.params, ex, ey).items():
                 metrics[f"{name}_{metric}"] = value

@@ -21,7 +21,11 @@ from funcbp import cli, config, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
-SHORT = {"xor": [], "large": ["data.teacher_samples=1024", "train.epochs=1"]}
+SHORT = {
+    "xor": [],
+    "large": ["data.teacher_samples=1024", "train.epochs=1"],
+    "iris": ["train.epochs=3", "train.diagnostics_every=2"],
+}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -86,6 +90,11 @@ def _assert_complete_run(out: Path, classification: bool) -> dict:
     assert (out / "accuracy.png").exists() == curves
     if curves:
         _png_size(out / "accuracy.png")
+    run_config = config.load(out / "config.toml")
+    if run_config.train.diagnostics_every:
+        _png_size(out / "diagnostics.png")
+        layers = len(run_config.model.hidden) + 1
+        assert all(len(r["grad_norm"]) == layers and r["sampled_steps"] for r in records)
     saved = funcbp.load_checkpoint(out)
     assert saved.meta["step"] == summary["steps"] and saved.meta["epoch"] == summary["epochs"]
     best = funcbp.load_checkpoint(out, which="best").meta

@@ -61,7 +61,7 @@ def test_statistics_in_the_step_agree_with_autodiff_outside_it(engine):
     state = state._replace(params=params)
     x = jax.random.normal(jax.random.key(1), (16, 5), jnp.float64)
     y = jnp.arange(16) % 3
-    step = jax.jit(funcbp.make_train_step(net, opt, engine, diagnostics_every=1))
+    step = jax.jit(funcbp.make_train_step(net, opt, engine, diagnostics=True))
     new, (_, stats) = step(state, x, y)
     expected = _reference_stats(net, params, new.params, x, y)
     for name, values in expected.items():
@@ -69,13 +69,29 @@ def test_statistics_in_the_step_agree_with_autodiff_outside_it(engine):
     assert float(stats["dead_fraction"][0]) >= 3 / 7
     assert 0 < float(stats["saturated_fraction"][1]) < 1
     assert not bool(stats["grad_nonfinite"])
-    # With every=2 the step after a sampled one reports NaN; the update is the same.
-    every_other = jax.jit(funcbp.make_train_step(net, opt, engine, diagnostics_every=2))
+    # The update is the one the plain step makes.
     plain = jax.jit(funcbp.make_train_step(net, opt, engine))
-    skipped_state, (_, skipped) = every_other(new, x, y)
-    assert int(new.step) == 1 and np.isnan(skipped["grad_norm"]).all()
-    np.testing.assert_allclose(skipped_state.params[0]["w"], plain(new, x, y)[0].params[0]["w"],
+    np.testing.assert_allclose(new.params[0]["w"], plain(state, x, y)[0].params[0]["w"],
                                rtol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize(("batch_size", "every", "sampled"), [(2, 3, 2), (2, 7, 1), (2, 10, 1), (None, 2, 1)])
+def test_an_epoch_samples_steps_0_n_2n_and_trains_as_without(batch_size, every, sampled):
+    net = funcbp.MLP((3, 4, 2), activation="tanh", cost="softmax_cross_entropy")
+    opt = optim.make("sgd", 0.1)
+    state = funcbp.init_state(net, opt, jax.random.key(0), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (15, 3), jnp.float64)  # 7 batches of 2
+    y = jnp.arange(15) % 2
+    kw = dict(batch_size=batch_size)
+    plain_state, losses = jax.jit(funcbp.make_epoch(net, opt, **kw))(state, x, y)
+    watched = jax.jit(funcbp.make_epoch(net, opt, diagnostics_every=every, **kw))
+    new, (watched_losses, (stats, mask)) = watched(state, x, y)
+    np.testing.assert_allclose(watched_losses, losses, rtol=1e-12)
+    np.testing.assert_allclose(new.params[0]["w"], plain_state.params[0]["w"], rtol=1e-12)
+    assert stats["grad_norm"].shape == (sampled, 2) and bool(mask.all())
+    if batch_size is None:  # full batch: epochs with state.step % every == 0
+        _, (_, (_, mask)) = watched(new, x, y)
+        assert not bool(mask.any())
 
 
 def test_diagnostics_leave_training_unchanged_and_fill_the_history(digits):
