@@ -75,7 +75,9 @@ def test_statistics_in_the_step_agree_with_autodiff_outside_it(engine):
                                rtol=1e-12)  # fmt: skip
 
 
-@pytest.mark.parametrize(("batch_size", "every", "sampled"), [(2, 3, 2), (2, 7, 1), (2, 10, 1), (None, 2, 1)])
+@pytest.mark.parametrize(
+    ("batch_size", "every", "sampled"), [(2, 3, 2), (2, 7, 1), (2, 10, 1), (None, 2, 1)]
+)
 def test_an_epoch_samples_steps_0_n_2n_and_trains_as_without(batch_size, every, sampled):
     net = funcbp.MLP((3, 4, 2), activation="tanh", cost="softmax_cross_entropy")
     opt = optim.make("sgd", 0.1)

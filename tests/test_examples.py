@@ -68,3 +68,11 @@ def test_regression():
     gaps = [float(g) for g in re.findall(r"max \|diff\|.*?([0-9.]+e[-+][0-9]+)", out)]
     assert len(gaps) == 2, out
     assert max(gaps) < 1e-5, out
+
+
+def test_vanishing_gradients(tmp_path):
+    out = run_example("vanishing_gradients", "--epochs", "2", "--out", str(tmp_path / "v.png"))
+    ratios = [float(r) for r in re.findall(r"first / last layer: ([0-9.e+-]+)", out)]
+    assert ratios[0] < 1e-4 and 0.1 < ratios[1] < 10, out  # sigmoid vanishes, ReLU + He does not
+    assert out.count("warning: vanishing gradients") == 1, out
+    assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
