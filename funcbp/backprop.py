@@ -75,15 +75,35 @@ class BackpropResult(NamedTuple):
 
 
 def forward(net: MLP, params: Params, x: Array) -> ForwardCache:
-    """Runs the network on ``x`` ``[batch, n_in]`` and keeps every ``z_l`` and ``a_l``."""
+    """Runs the network on ``x`` ``[batch, n_in]`` and keeps every ``z_l`` and ``a_l``.
+
+    With ``net.compute_dtype`` the layers run in it (``x`` is cast, products are
+    accumulated in float32) and the output is cast back to the parameters' dtype.
+    """
     pre, post = [], []
-    a = x
+    compute = _compute_dtype(net)
+    a = x if compute is None else x.astype(compute)
     for layer, act in zip(params, net.layer_activations, strict=True):
-        z = a @ layer["w"] + layer["b"][None, :]
+        if compute is None:
+            z = a @ layer["w"] + layer["b"][None, :]
+        else:
+            z = _dot(a, layer["w"].astype(compute)) + layer["b"][None, :].astype(jnp.float32)
+            z = z.astype(compute)
         a = act.fn(z)
         pre.append(z)
         post.append(a)
-    return ForwardCache(x, tuple(pre), tuple(post))
+    if compute is not None:
+        post[-1] = post[-1].astype(params[-1]["w"].dtype)
+    return ForwardCache(x if compute is None else x.astype(compute), tuple(pre), tuple(post))
+
+
+def _compute_dtype(net: MLP) -> jnp.dtype | None:
+    return None if net.compute_dtype is None else jnp.dtype(net.compute_dtype)
+
+
+def _dot(a: Array, b: Array) -> Array:
+    """``a @ b`` in the inputs' (low) dtype, accumulated and returned in float32."""
+    return jnp.matmul(a, b, preferred_element_type=jnp.float32)
 
 
 def output_delta(net: MLP, cache: ForwardCache, out_cotangent: Array) -> Array:
@@ -110,11 +130,20 @@ def backward(
       (without the l2 term), ``dLoss/dx`` ``[batch, n_in]``, and ``dLoss/dz_l`` per layer.
     """
     acts = net.layer_activations
+    compute = _compute_dtype(net)
     grads, deltas = [], []
     for layer in reversed(range(len(params))):
         deltas.append(delta)
-        grads.append({"w": cache.layer_input(layer).T @ delta, "b": jnp.sum(delta, axis=0)})
-        delta = delta @ params[layer]["w"].T
+        a_in, w = cache.layer_input(layer), params[layer]["w"]
+        if compute is None:
+            grads.append({"w": a_in.T @ delta, "b": jnp.sum(delta, axis=0)})
+            delta = delta @ w.T
+        else:  # products in the compute dtype, sums over the batch in float32
+            low = delta.astype(compute)
+            bias_grad = jnp.sum(delta.astype(jnp.float32), axis=0)
+            grads.append({"w": _dot(a_in.T, low).astype(w.dtype), "b": bias_grad.astype(w.dtype)})
+            delta = _dot(low, w.astype(compute).T)
+            delta = delta if layer == 0 else delta.astype(compute)
         if layer > 0:
             delta = delta * acts[layer - 1].grad(cache.pre[layer - 1], cache.post[layer - 1])
     return grads[::-1], delta, tuple(deltas[::-1])

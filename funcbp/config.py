@@ -6,6 +6,7 @@ A run file has four tables; every key is optional but ``data.source`` and
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
     [model]      hidden = [128, 128]   activation = "relu"   output_activation = "identity"
                  cost = "softmax_cross_entropy"   l2 = 0.0   initializer = "auto"
+                 compute_dtype = "" (or "bfloat16"/"float16": mixed precision)
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
     [train]      epochs = 30   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
@@ -54,6 +55,7 @@ class ModelConfig:
     cost: str = "softmax_cross_entropy"
     l2: float = 0.0
     initializer: str = "auto"
+    compute_dtype: str = ""  # mixed precision: "bfloat16" or "float16"; "": the params' dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +210,7 @@ def _check_values(config: RunConfig) -> None:
     _one_of("model.output_activation", m.output_activation, activations.NAMES)
     _one_of("model.cost", m.cost, losses.NAMES)
     _one_of("model.initializer", m.initializer, initializers.NAMES)
+    _one_of("model.compute_dtype", m.compute_dtype, ("", "bfloat16", "float16"))
     if m.l2 < 0:
         raise ConfigError(f"model.l2: expected a number >= 0, got {m.l2}")
     try:
@@ -245,7 +248,8 @@ def _positive(key: str, value: int) -> None:
 
 def _one_of(key: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
-        raise ConfigError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}")
+        shown = ", ".join(v or '""' for v in valid)
+        raise ConfigError(f"{key}: unknown value {value!r}; valid: {shown}")
 
 
 def dumps(config: RunConfig) -> str:

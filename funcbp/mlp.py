@@ -25,6 +25,7 @@ from funcbp import losses as _losses
 
 Array = jax.Array
 Params = list[dict[str, Array]]
+COMPUTE_DTYPES = (None, "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,10 @@ class MLP:
       l2: weight penalty ``l2 / 2 * sum ||W||^2`` (biases excluded).
       initializer: weight initialiser name, or ``"auto"`` to pick per layer from its
         activation (He for the ReLU family, Glorot for sigmoid/tanh/identity).
+      compute_dtype: mixed precision: ``"bfloat16"`` or ``"float16"`` runs every layer
+        in that dtype on (float32) master parameters, with matrix products
+        accumulated in float32 and the loss, its gradient and the parameter
+        gradients in the parameters' dtype; ``None``: all in the parameters' dtype.
     """
 
     sizes: tuple[int, ...]
@@ -49,6 +54,7 @@ class MLP:
     cost: str = "mse"
     l2: float = 0.0
     initializer: str = "auto"
+    compute_dtype: str | None = None
 
     def __post_init__(self) -> None:
         sizes = self.sizes
@@ -77,6 +83,10 @@ class MLP:
         if not isinstance(self.l2, numbers.Real) or isinstance(self.l2, bool) or self.l2 < 0:
             raise ValueError(f"l2 must be a non-negative number, got {self.l2!r}")
         object.__setattr__(self, "l2", float(self.l2))
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"
+            )
 
     # --- structure -------------------------------------------------------------
 

@@ -97,6 +97,7 @@ def prepare(config: _config.RunConfig) -> Prepared:
         cost=m.cost,
         l2=m.l2,
         initializer=m.initializer,
+        compute_dtype=m.compute_dtype or None,
     )
     for part in splits:
         if part is not None:
@@ -152,20 +153,21 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
     if resume:
         state, progress, records = _restore(out)
     else:
-        out.mkdir(parents=True)
-        atomic.write(out / "config.toml", _config.dumps(config).encode())
         state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
         progress = init_progress(state, t.patience or None)
         records = []
-        saver.save(state, progress, None)
     eval_sets = _eval_sets(splits)
-    blocks = fit_blocks(
+    blocks = fit_blocks(  # checks its arguments (a batch that does not divide, ...) now
         net, optimizer, splits.train, epochs=t.epochs, engine=t.engine, eval=eval_sets,
         batch_size=None if t.batch_size == "full" else min(t.batch_size, len(splits.train)),
         patience=t.patience or None, state=state, progress=progress,
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
         diagnostics_every=t.diagnostics_every or None,
     )  # fmt: skip
+    if not resume:
+        out.mkdir(parents=True)
+        atomic.write(out / "config.toml", _config.dumps(config).encode())
+        saver.save(state, progress, None)
     print(_headline(config, net, splits), file=stream or sys.stdout, flush=True)
     try:
         state, progress = _train_blocks(blocks, saver, records, out, t, stream)

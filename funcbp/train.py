@@ -18,16 +18,18 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
+from funcbp import sharding
 from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP
 
@@ -111,10 +113,12 @@ def make_epoch(
     batch_size: int | None,
     engine: str = "backprop",
     diagnostics_every: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, Any]]:
     """``epoch(state, x [n, n_in], y) -> (state, losses [steps])``, one loss per step.
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
+    ``mesh`` (``funcbp.sharding.data_mesh``) splits every batch over its devices.
 
     With ``diagnostics_every=N`` the output is ``(losses, (stats, sampled))``:
     steps 0, N, 2N, ... of each epoch take ``funcbp.diagnostics``' statistics
@@ -123,9 +127,14 @@ def make_epoch(
     ones. The pattern is static, so the other steps are the plain step with no
     branch (full-batch training samples the epochs with ``state.step % N == 0``).
     """
-    step = make_train_step(net, optimizer, engine)
-    step_with_stats = make_train_step(net, optimizer, engine, diagnostics=True)
     every = diagnostics_every
+
+    def on_devices(step):
+        """``step`` with its batch split over the mesh."""
+        return lambda state, x, y: step(state, *sharding.split_batch((x, y), mesh))
+
+    step = on_devices(make_train_step(net, optimizer, engine))
+    step_with_stats = on_devices(make_train_step(net, optimizer, engine, diagnostics=True))
 
     def full_batch(state: TrainState, x: Array, y: Array):
         if every is None:
@@ -257,6 +266,7 @@ def fit_blocks(
     dtype=jnp.float32,
     epochs_per_call: int | None = None,
     diagnostics_every: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> Iterator[Block]:
     """``fit`` one compiled block of epochs at a time, for callers that act in between.
 
@@ -264,6 +274,8 @@ def fit_blocks(
     saved after an earlier block, which then goes on exactly as it would have.
     ``epochs_per_call`` defaults to about 50 blocks per run. Stops after the
     block in which a loss is not finite, with ``Block.diverged`` set.
+    ``devices`` (default: all) are trained on data-parallel (``funcbp.sharding``);
+    the batch size must divide over them.
     """
     eval = dict(eval or {})
     x, y = _checked_arrays(train, net)
@@ -277,6 +289,8 @@ def fit_blocks(
         )
     if patience is not None and not eval:
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
+    mesh = sharding.data_mesh(devices)
+    sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
     if state is None:
         state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
     if progress is None:
@@ -284,10 +298,13 @@ def fit_blocks(
 
     per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
     run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience,
-                         diagnostics_every)  # fmt: skip
+                         diagnostics_every, mesh)  # fmt: skip
     dtype = jnp.result_type(state.params[0]["w"])
-    xs, ys = _to_device(x, y, dtype)
-    device_eval = {name: _to_device(ex, ey, dtype) for name, (ex, ey) in eval_arrays.items()}
+    state, progress = sharding.replicate((state, progress), mesh)
+    xs, ys = sharding.replicate(_to_device(x, y, dtype), mesh)
+    device_eval = sharding.replicate(
+        {name: _to_device(ex, ey, dtype) for name, (ex, ey) in eval_arrays.items()}, mesh
+    )
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
     return _blocks(run, state, progress, epochs, xs, ys, device_eval)
 
@@ -343,6 +360,7 @@ def fit(
     dtype=jnp.float32,
     epochs_per_call: int | None = None,
     diagnostics_every: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
     callback: Callable[[dict[str, list]], None] | None = None,
 ) -> tuple[TrainState, dict[str, list]]:
     """Trains ``net`` and returns ``(final state, per-epoch history)``.
@@ -366,6 +384,8 @@ def fit(
       diagnostics_every: record ``funcbp.diagnostics``' per-layer statistics every
         this many steps (history: their mean over each epoch's sampled steps) and
         warn (``DiagnosticWarning``) when they show a known failure.
+      devices: train data-parallel over these (default: all devices; see
+        ``funcbp.sharding``); the batch size must divide over them.
       callback: called with the history after each block of epochs.
 
     Returns:
@@ -380,6 +400,7 @@ def fit(
     blocks = fit_blocks(
         net, optimizer, train, epochs=epochs, batch_size=batch_size, engine=engine, eval=eval,
         key=key, patience=patience, state=state, dtype=dtype, diagnostics_every=diagnostics_every,
+        devices=devices,
         epochs_per_call=epochs_per_call or (None if callback else epochs),
     )  # fmt: skip
     for block in blocks:
@@ -413,14 +434,15 @@ def _check_counts(**counts) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience, every):
+def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience, every,
+                   mesh):  # fmt: skip
     """One jitted call: ``per_call`` epochs, each followed by evaluation.
 
     Cached, so a second ``fit`` with the same network, optimizer object and settings
     reuses the compiled program instead of tracing and compiling it again.
     """
     epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine,
-                          diagnostics_every=every)  # fmt: skip
+                          diagnostics_every=every, mesh=mesh)  # fmt: skip
     monitor = f"{eval_names[0]}_loss" if eval_names else None
 
     def one_epoch(carry, _, x, y, eval_data, limit):
