@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 AXIS = "data"
@@ -38,8 +39,24 @@ def check_divides(mesh: Mesh | None, size: int, what: str) -> None:
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
-    """``tree`` with every array on every device of ``mesh`` (unchanged without one)."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    """``tree`` with every array on every device of ``mesh`` (unchanged without one).
+
+    Across processes (``jax.distributed``) each process passes the same values,
+    which become one global array.
+    """
+    if mesh is None:
+        return tree
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, everywhere)
+
+    def global_array(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            bits = global_array(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(bits, impl=jax.random.key_impl(leaf))
+        return jax.make_array_from_process_local_data(everywhere, np.asarray(leaf))
+
+    return jax.tree.map(global_array, tree)
 
 
 def split_batch(batch: Any, mesh: Mesh | None) -> Any:
