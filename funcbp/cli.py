@@ -110,6 +110,11 @@ def _train(args: argparse.Namespace) -> int:
     except run.Interrupted as err:
         print(f"\nfuncbp: {err}\ncontinue with: funcbp train --resume {out}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop
+        resumable = (out / "config.toml").exists()
+        print("\nfuncbp: interrupted" + (f"; continue with: funcbp train --resume {out}"
+                                        if resumable else ""), file=sys.stderr)  # fmt: skip
+        return 130
     print(f"\n{display.summary_table(summary)}\n\nrun directory: {out}")
     for warning in summary["warnings"]:
         print(f"funcbp: warning: {warning}", file=sys.stderr)

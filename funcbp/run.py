@@ -170,7 +170,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
         saver.save(state, progress, None)
     print(_headline(config, net, splits), file=stream or sys.stdout, flush=True)
     try:
-        state, progress = _train_blocks(blocks, saver, records, out, t, stream)
+        state, progress = _train_blocks(blocks, state, progress, saver, records, out, t, stream)
     except TrainingDiverged as err:
         plotter.send(err.history, out)
         plotter.wait()
@@ -187,8 +187,12 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
     return summary
 
 
-def _train_blocks(blocks, saver: _Saver, records: list, out: Path, t, stream):
-    """Runs ``blocks``: records to metrics.jsonl and the screen, checkpoints, Ctrl-C."""
+def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Path, t, stream):
+    """Runs ``blocks`` from ``(state, progress)``: metrics.jsonl, the screen, checkpoints, Ctrl-C.
+
+    Returns the final ``(state, progress)`` (the given ones when a resumed run had
+    already trained every epoch and was stopped before writing its summary).
+    """
     saved_epoch = len(records)  # a fresh run saves epoch 0; a resumed one starts at its save
     shown = display.ProgressDisplay(t.epochs, len(records), stream)
     with _deferred_sigint() as interrupted, open(out / "metrics.jsonl", "a") as metrics:
@@ -200,16 +204,17 @@ def _train_blocks(blocks, saver: _Saver, records: list, out: Path, t, stream):
                 shown.update(block.records[-1], len(block.records))
                 if block.diverged:
                     raise TrainingDiverged(*block.diverged, _history(records))
-                epoch = int(block.progress.epoch)
-                done = bool(block.progress.stopped) or epoch >= t.epochs
+                state, progress = block.state, block.progress
+                epoch = int(progress.epoch)
+                done = bool(progress.stopped) or epoch >= t.epochs
                 if done or interrupted() or epoch - saved_epoch >= t.checkpoint_every:
-                    path = saver.save(block.state, block.progress, block.records[-1])
+                    path = saver.save(state, progress, block.records[-1])
                     saved_epoch = epoch
                     if interrupted() and not done:
                         raise Interrupted(epoch, path)
         finally:
             shown.close()
-    return block.state, block.progress
+    return state, progress
 
 
 class _Saver:

@@ -361,3 +361,17 @@ def test_resume_refuses_a_changed_config_a_finished_run_and_a_missing_checkpoint
     assert "is not a run directory" in capsys.readouterr().err
     assert cli.main(["train"]) == 2
     assert "needs a CONFIG file" in capsys.readouterr().err
+
+
+def test_resume_after_the_last_epoch_writes_the_missing_summary(tmp_path, capsys):
+    # Killed between the final checkpoint and summary.json: nothing is left to train.
+    out = tmp_path / "run"
+    assert cli.main(["train", str(ROOT / "configs/iris.toml"), "--out", str(out),
+                     "--set", "train.epochs=4"]) == 0  # fmt: skip
+    first = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").unlink()
+    assert cli.main(["train", "--resume", str(out)]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    metrics = [k for k in first if k.endswith(("_loss", "_accuracy"))]
+    assert metrics and {k: again[k] for k in metrics} == {k: first[k] for k in metrics}
+    assert again["epochs"] == 4 and "run directory" in capsys.readouterr().out
