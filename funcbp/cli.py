@@ -40,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override a config key, e.g. --set train.epochs=5 (repeatable)",
     )
+    hosts = train.add_argument_group(
+        "several processes (jax.distributed; process 0 writes the run directory)"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="process 0's address (default: $JAX_COORDINATOR_ADDRESS, or what "
+                            "JAX detects on SLURM, Open MPI, Kubernetes or Cloud TPU)")  # fmt: skip
+    hosts.add_argument("--num-processes", type=int, metavar="N")
+    hosts.add_argument("--process-id", type=int, metavar="I")
 
     diagnose = sub.add_parser(
         "diagnose", help="train briefly and show per-layer gradient statistics and warnings"
@@ -100,6 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{args.config.stem}-{stamp}"
     _enable_compilation_cache()
     try:
+        _start_distributed(args)
         summary = run.train(config, out, resume=args.resume is not None)
     except ValueError as err:  # bad data, a used or unresumable --out, an unreadable checkpoint
         return _fail(str(err))
@@ -115,10 +124,28 @@ def _train(args: argparse.Namespace) -> int:
         print("\nfuncbp: interrupted" + (f"; continue with: funcbp train --resume {out}"
                                         if resumable else ""), file=sys.stderr)  # fmt: skip
         return 130
+    import jax
+
+    if jax.process_index() != 0:  # process 0 reports
+        return 0
     print(f"\n{display.summary_table(summary)}\n\nrun directory: {out}")
     for warning in summary["warnings"]:
         print(f"funcbp: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` when asked to (flags or environment); else nothing."""
+    asked = args.coordinator or args.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not asked:
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU processes
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"jax.distributed could not start: {err}") from None
 
 
 def _run_config(args: argparse.Namespace):

@@ -90,21 +90,26 @@ class Plotter:
     ``with Plotter() as plotter: ...; plotter.send(history, out); ...; plotter.wait()``
     """
 
-    def __init__(self) -> None:
-        self._child = subprocess.Popen(
-            [sys.executable, "-P", __file__],  # -P: funcbp/ not on sys.path
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+    def __init__(self, enabled: bool = True) -> None:
+        self._child = None
+        if enabled:  # disabled: every method does nothing (processes that do not write)
+            self._child = subprocess.Popen(
+                [sys.executable, "-P", __file__],  # -P: funcbp/ not on sys.path
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
 
     def send(self, history: dict[str, list], out: Path) -> None:
         """Starts plotting ``history`` into ``out``; returns at once."""
-        self._child.stdin.write(json.dumps({"history": history, "out": str(out)}).encode())
-        self._child.stdin.close()
+        if self._child is not None:
+            self._child.stdin.write(json.dumps({"history": history, "out": str(out)}).encode())
+            self._child.stdin.close()
 
     def wait(self) -> None:
         """Waits for the plots; raises ``RuntimeError`` if drawing them failed."""
+        if self._child is None:
+            return
         err = self._child.stderr.read()
         if self._child.wait() != 0:
             raise RuntimeError(f"plotting failed:\n{err.decode(errors='replace')}")
@@ -113,6 +118,8 @@ class Plotter:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._child is None:
+            return
         if exc[0] is not None:
             self._child.kill()
         self._child.stdin.close()  # a child sent nothing exits at end of input

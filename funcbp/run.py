@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from funcbp import atomic, checkpoint, diagnostics, display, optim, plots
+from funcbp import atomic, checkpoint, diagnostics, display, optim, plots, sharding
 from funcbp import config as _config
 from funcbp import data as _data
 from funcbp.compile_clock import CompileClock
@@ -131,27 +132,32 @@ def train(
     start = time.perf_counter()
     clock = CompileClock()
     out = Path(out)
-    _check_out(out, resume)
-    with plots.Plotter() as plotter:  # imports matplotlib on another core meanwhile
-        summary = _train(config, out, resume, plotter, stream)
+    writer = jax.process_index() == 0  # under jax.distributed, process 0 alone writes
+    if writer:
+        _check_out(out, resume)
+    else:
+        stream = open(os.devnull, "w")  # noqa: SIM115 (closed at exit)
+    with plots.Plotter(writer) as plotter:  # imports matplotlib on another core meanwhile
+        summary = _train(config, out, resume, plotter, stream, writer)
         plotter.wait()
     summary.update(
         wall_seconds=round(time.perf_counter() - start, 3),
         compile_seconds=round(clock.seconds, 3),
     )
-    _write_json(out / "summary.json", summary)  # last: the run has ended
+    if writer:
+        _write_json(out / "summary.json", summary)  # last: the run has ended
     return summary
 
 
-def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> dict[str, Any]:
+def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writer: bool):
     """``train`` from the data to the summary, less its timings."""
     net, optimizer, splits = prepare(config)
     t = config.train
     if t.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints)
+    saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints, writer)
     if resume:
-        state, progress, records = _restore(out)
+        state, progress, records = _restore(out, writer)
     else:
         state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
         progress = init_progress(state, t.patience or None)
@@ -164,7 +170,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
         diagnostics_every=t.diagnostics_every or None,
     )  # fmt: skip
-    if not resume:
+    if writer and not resume:
         out.mkdir(parents=True)
         atomic.write(out / "config.toml", _config.dumps(config).encode())
         saver.save(state, progress, None)
@@ -174,9 +180,11 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream) -> d
     except TrainingDiverged as err:
         plotter.send(err.history, out)
         plotter.wait()
-        last_good = checkpoint.find(out / "checkpoints").relative_to(out)
-        ended = {"status": "diverged", "message": str(err), "epoch": err.epoch, "step": err.step}
-        _write_json(out / "summary.json", {**ended, "last_good_checkpoint": str(last_good)})
+        if writer:
+            last_good = checkpoint.find(out / "checkpoints").relative_to(out)
+            ended = {"status": "diverged", "message": str(err), "epoch": err.epoch,
+                     "step": err.step, "last_good_checkpoint": str(last_good)}  # fmt: skip
+            _write_json(out / "summary.json", ended)
         raise
     history = _history(records)
     plotter.send(history, out)  # drawn while the final evaluation runs
@@ -195,7 +203,8 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
     """
     saved_epoch = len(records)  # a fresh run saves epoch 0; a resumed one starts at its save
     shown = display.ProgressDisplay(t.epochs, len(records), stream)
-    with _deferred_sigint() as interrupted, open(out / "metrics.jsonl", "a") as metrics:
+    metrics_path = out / "metrics.jsonl" if saver.writes else os.devnull
+    with _deferred_sigint() as interrupted, open(metrics_path, "a") as metrics:
         try:
             for block in blocks:
                 metrics.writelines(json.dumps(_json_ready(r)) + "\n" for r in block.records)
@@ -220,8 +229,8 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
 class _Saver:
     """Checkpoints a run into ``directory``: the last ``keep``, and the best."""
 
-    def __init__(self, directory: Path, meta: dict[str, Any], keep: int):
-        self.directory, self.meta, self.keep = directory, meta, keep
+    def __init__(self, directory: Path, meta: dict[str, Any], keep: int, writes: bool = True):
+        self.directory, self.meta, self.keep, self.writes = directory, meta, keep, writes
         best = directory / "best.json"
         self.best = json.loads(best.read_text())["monitor"]["value"] if best.is_file() else math.inf
 
@@ -234,6 +243,8 @@ class _Saver:
             score = record[monitor]
             self.meta["monitor"] = {"name": monitor, "value": score}
         best, self.best = score < self.best, min(score, self.best)
+        if not self.writes:  # another process writes the run directory
+            return self.directory
         return checkpoint.save_rotating(
             self.directory, state, progress, self.meta, keep=self.keep, best=best
         )
@@ -256,14 +267,14 @@ def _check_out(out: Path, resume: bool) -> None:
         raise RunError(f"{out} has finished (summary.json exists); nothing to resume")
 
 
-def _restore(out: Path):
+def _restore(out: Path, writer: bool):
     """The latest checkpoint's state and progress, and the metrics records up to it."""
     saved = checkpoint.load_checkpoint(out / "checkpoints")
     epoch = saved.meta["epoch"]
     lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines[:epoch]]
-    # Epochs after the checkpoint are run again; their records are dropped first.
-    atomic.write(out / "metrics.jsonl", "".join(line + "\n" for line in lines[:epoch]).encode())
+    if writer:  # epochs after the checkpoint are run again; their records go first
+        atomic.write(out / "metrics.jsonl", "".join(line + "\n" for line in lines[:epoch]).encode())
     return saved.state, saved.progress, records
 
 
@@ -321,7 +332,10 @@ def _history(records: list[dict[str, float]]) -> dict[str, list]:
 
 
 def _summary(net, state: TrainState, history, splits, eval_sets, progress) -> dict[str, Any]:
-    final = {name: (part.x, part.y) for name, part in {"train": splits.train, **eval_sets}.items()}
+    parts = {"train": splits.train, **eval_sets}
+    final = sharding.replicate(
+        {name: (p.x, p.y) for name, p in parts.items()}, sharding.data_mesh()
+    )
     summary: dict[str, Any] = {"status": "completed"}
     for name, metrics in jax.device_get(_evaluate_splits(net, state.params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})

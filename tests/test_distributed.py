@@ -1,6 +1,7 @@
 """Two processes on 127.0.0.1 with jax.distributed train as one data-parallel run."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -48,3 +49,39 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process():
     for name, values in history.items():
         np.testing.assert_allclose(results[0]["history"][name], values, rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(results[0]["w"], state.params[0]["w"], rtol=1e-3, atol=1e-5)
+
+
+def _train_on_two_processes(*args: str, cwd: Path) -> list[str]:
+    """``funcbp train ARGS`` as two jax.distributed processes; their standard outputs."""
+    port = str(_free_port())
+    env = {**os.environ, "FUNCBP_CACHE_DIR": ""}
+    command = [sys.executable, "-m", "funcbp", "train", *args, "--coordinator",
+               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]  # fmt: skip
+    procs = [subprocess.Popen([*command, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=cwd, env=env) for i in range(2)]  # fmt: skip
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        outs.append(out)
+    return outs
+
+
+@pytest.mark.slow
+def test_the_command_line_on_two_processes_writes_one_run_directory_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    digits = str(Path(__file__).parents[1] / "configs" / "digits.toml")
+    outs = _train_on_two_processes(digits, "--out", str(out), "--set", "train.epochs=2",
+                                   "--set", "train.checkpoint_every=1", cwd=tmp_path)  # fmt: skip
+    # Process 0 reports and writes; process 1 prints no progress (gloo says it connected).
+    assert "run directory" in outs[0] and "epoch" not in outs[1]
+    first = json.loads((out / "summary.json").read_text())
+    assert first["device_count"] == 2 and first["epochs"] == 2
+    # As if killed after epoch 1: the last checkpoint and the summary are gone.
+    (out / "summary.json").unlink()
+    for path in (out / "checkpoints").glob(f"step-{first['steps']:09d}.*"):
+        path.unlink()
+    _train_on_two_processes("--resume", str(out), cwd=tmp_path)
+    again = json.loads((out / "summary.json").read_text())
+    metrics = [k for k in first if k.endswith(("_loss", "_accuracy"))]
+    assert {k: again[k] for k in metrics} == {k: first[k] for k in metrics}
