@@ -141,6 +141,8 @@ def save_rotating(
     best: bool,
 ) -> Path:
     """Saves ``step-<step>.npz`` in ``directory``, keeps the last ``keep``, links ``best.npz``."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob(".*.tmp"):  # left by a crash mid-write

@@ -43,9 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     hosts = train.add_argument_group(
         "several processes (jax.distributed; process 0 writes the run directory)"
     )
-    hosts.add_argument("--coordinator", metavar="HOST:PORT",
-                       help="process 0's address (default: $JAX_COORDINATOR_ADDRESS, or what "
-                            "JAX detects on SLURM, Open MPI, Kubernetes or Cloud TPU)")  # fmt: skip
+    hosts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed with what JAX detects (SLURM, Open MPI, "
+        "Kubernetes, Cloud TPU; $JAX_COORDINATOR_ADDRESS)",
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
     hosts.add_argument("--num-processes", type=int, metavar="N")
     hosts.add_argument("--process-id", type=int, metavar="I")
 
@@ -112,6 +116,8 @@ def _train(args: argparse.Namespace) -> int:
         summary = run.train(config, out, resume=args.resume is not None)
     except ValueError as err:  # bad data, a used or unresumable --out, an unreadable checkpoint
         return _fail(str(err))
+    except OSError as err:  # an unwritable --out, a full disk
+        return _fail(f"run directory {out}: {err}")
     except TrainingDiverged as err:
         print(f"funcbp: {err}", file=sys.stderr)
         print(f"the last good checkpoint is {checkpoint.find(out)}", file=sys.stderr)
@@ -136,15 +142,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _start_distributed(args: argparse.Namespace) -> None:
     """``jax.distributed.initialize`` when asked to (flags or environment); else nothing."""
-    asked = args.coordinator or args.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    if not asked:
+    if not (args.distributed or args.coordinator or args.num_processes is not None):
         return
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU processes
     try:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    except (RuntimeError, TypeError) as err:
+    except (RuntimeError, TypeError, ValueError) as err:
         raise ValueError(f"jax.distributed could not start: {err}") from None
 
 
@@ -187,33 +192,31 @@ def _diagnose(args: argparse.Namespace) -> int:
     from funcbp import diagnostics, display, run
     from funcbp.train import TrainingDiverged, fit_blocks
 
+    _enable_compilation_cache()
     try:
         config = _config.load(args.config, args.set)
-        every = args.every or config.train.diagnostics_every or 10
+        every = args.every if args.every is not None else config.train.diagnostics_every or 10
         for flag, value in (("--epochs", args.epochs), ("--every", every)):
             if value < 1:
                 raise _config.ConfigError(f"{flag}: expected a positive integer, got {value}")
         net, optimizer, splits = run.prepare(config)
+        t = config.train
+        if t.dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        batch = None if t.batch_size == "full" else min(t.batch_size, len(splits.train))
+        blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
+                            engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
+                            diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
     except _config.ConfigError as err:
         return _fail(f"config {args.config}: {err}")
     except ValueError as err:
         return _fail(str(err))
-    t = config.train
-    if t.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    _enable_compilation_cache()
-    batch = None if t.batch_size == "full" else min(t.batch_size, len(splits.train))
-    blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
-                        engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
-                        diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
     records, diverged = [], None
     for block in blocks:
         records += block.records
         diverged = block.diverged
     history = {name: [r[name] for r in records] for name in records[0]}
-    sampled = [r for r in records if r["sampled_steps"]]
-    if not sampled:
-        return _fail(f"--every {every}: no step sampled in {args.epochs} epochs; lower it")
+    sampled = [r for r in records if r["sampled_steps"]]  # epoch 1's first step, at least
     print(f"funcbp diagnose: MLP {net.sizes}, {args.epochs} epochs, statistics every {every} "
           f"steps; epoch {sampled[-1]['epoch']}, mean over its sampled steps:\n")  # fmt: skip
     print(display.diagnostics_table(net.layer_names, net.sizes, sampled[-1]))

@@ -1,7 +1,8 @@
 """Per-layer training diagnostics: vanishing and exploding gradients, dead and saturated units.
 
-Inside the compiled training step (``make_train_step(..., diagnostics_every=N)``)
-every N-th step computes, for each layer ``l`` (shape ``[L]`` per statistic)::
+With ``fit(..., diagnostics_every=N)`` (``make_epoch`` samples steps 0, N, 2N, ...
+of each epoch; ``make_train_step(..., diagnostics=True)`` is one such step) the
+compiled step computes, for each layer ``l`` (shape ``[L]`` per statistic)::
 
     grad_norm        ||dLoss/dW_l||                       (Frobenius norms throughout)
     grad_b_norm      ||dLoss/db_l||
@@ -133,8 +134,9 @@ def findings(history: dict[str, list], net: MLP) -> list[str]:
     if "grad_norm" not in history:
         return []
     epochs = history["epoch"]
+    # Records read back from metrics.jsonl hold None where a value was NaN or inf.
     rows = [
-        (e, {name: history[name][i] for name in NAMES})
+        (e, {name: _nan_for_none(history[name][i]) for name in NAMES})
         for i, e in enumerate(epochs)
         if history["sampled_steps"][i]
     ]
@@ -189,6 +191,12 @@ def findings(history: dict[str, list], net: MLP) -> list[str]:
             )
             break
     return found
+
+
+def _nan_for_none(value):
+    if isinstance(value, list):
+        return [math.nan if v is None else v for v in value]
+    return value
 
 
 def _finite(values) -> list[float]:

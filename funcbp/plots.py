@@ -49,13 +49,17 @@ def _diagnostics_plot(history: dict[str, list], path: Path) -> Path:
     )
     for i, (name, title) in enumerate(panels):
         axes = figure.add_subplot(1, 2, i + 1)
-        per_layer = list(
-            zip(
-                *([math.nan if v is None else v for v in row] for row in history[name]), strict=True
-            )
+        # Only sampled epochs (full-batch runs sample every N-th epoch): lines, no gaps.
+        columns = (history["epoch"], history[name], history["sampled_steps"])
+        rows = [(e, row) for e, row, n in zip(*columns, strict=True) if n]
+        epochs = [e for e, _ in rows]
+        per_layer = zip(
+            *([math.nan if v is None else v for v in row] for _, row in rows), strict=True
         )
         for layer, values in enumerate(per_layer, start=1):
-            axes.plot(history["epoch"], values, label=f"layer {layer}")
+            axes.plot(
+                epochs, values, label=f"layer {layer}", marker="." if len(epochs) < 30 else None
+            )
         if name == "update_ratio":
             axes.axhline(1e-3, color="gray", linestyle="--", linewidth=1, label="1e-3")
         axes.set_yscale("log")
@@ -75,7 +79,8 @@ def _line_plot(epochs, curves: dict[str, list], metric: str, log_scale: bool, pa
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, values in curves.items():
-        axes.plot(epochs, [float("nan") if v is None else v for v in values], label=name)
+        values = [float("nan") if v is None else v for v in values]
+        axes.plot(epochs, values, label=name, marker="." if len(epochs) < 30 else None)
     if log_scale and all(v is None or v > 0 for values in curves.values() for v in values):
         axes.set_yscale("log")
     axes.set(xlabel="epoch", ylabel=metric, title=metric)
@@ -110,6 +115,7 @@ class Plotter:
         """Waits for the plots; raises ``RuntimeError`` if drawing them failed."""
         if self._child is None:
             return
+        self._child.stdin.close()  # (already closed by send; without it, the child ends)
         err = self._child.stderr.read()
         if self._child.wait() != 0:
             raise RuntimeError(f"plotting failed:\n{err.decode(errors='replace')}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from typing import Any, NamedTuple, TextIO
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from funcbp import atomic, checkpoint, diagnostics, display, optim, plots, sharding
@@ -133,13 +135,12 @@ def train(
     clock = CompileClock()
     out = Path(out)
     writer = jax.process_index() == 0  # under jax.distributed, process 0 alone writes
-    if writer:
-        _check_out(out, resume)
-    else:
-        stream = open(os.devnull, "w")  # noqa: SIM115 (closed at exit)
+    _agree(lambda: _check_out(out, resume) if writer else None)
+    if not writer:
+        stream = io.StringIO()  # progress is process 0's to show
     with plots.Plotter(writer) as plotter:  # imports matplotlib on another core meanwhile
         summary = _train(config, out, resume, plotter, stream, writer)
-        plotter.wait()
+        _wait_for_plots(plotter, summary["warnings"])
     summary.update(
         wall_seconds=round(time.perf_counter() - start, 3),
         compile_seconds=round(clock.seconds, 3),
@@ -178,13 +179,13 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     try:
         state, progress = _train_blocks(blocks, state, progress, saver, records, out, t, stream)
     except TrainingDiverged as err:
-        plotter.send(err.history, out)
-        plotter.wait()
         if writer:
             last_good = checkpoint.find(out / "checkpoints").relative_to(out)
             ended = {"status": "diverged", "message": str(err), "epoch": err.epoch,
                      "step": err.step, "last_good_checkpoint": str(last_good)}  # fmt: skip
             _write_json(out / "summary.json", ended)
+        plotter.send(err.history, out)
+        _wait_for_plots(plotter, [])
         raise
     history = _history(records)
     plotter.send(history, out)  # drawn while the final evaluation runs
@@ -216,10 +217,14 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
                 state, progress = block.state, block.progress
                 epoch = int(progress.epoch)
                 done = bool(progress.stopped) or epoch >= t.epochs
-                if done or interrupted() or epoch - saved_epoch >= t.checkpoint_every:
+                stop = interrupted()
+                if jax.process_count() > 1:  # all processes stop together, as process 0 says
+                    stop = _from_process_0(stop)
+                if done or stop or epoch - saved_epoch >= t.checkpoint_every:
+                    os.fsync(metrics.fileno())  # the records a resume reads back
                     path = saver.save(state, progress, block.records[-1])
                     saved_epoch = epoch
-                    if interrupted() and not done:
+                    if stop and not done:
                         raise Interrupted(epoch, path)
         finally:
             shown.close()
@@ -251,7 +256,41 @@ class _Saver:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    atomic.write(path, (json.dumps(value, indent=2) + "\n").encode())
+    atomic.write(path, (json.dumps(_json_ready(value), indent=2) + "\n").encode())
+
+
+def _agree(check: Callable[[], None]) -> None:
+    """Runs ``check`` (which may raise ``RunError``); under several processes all raise.
+
+    Without this, process 0 would stop on a bad ``--out`` while the others wait
+    for it in their first all-reduce.
+    """
+    if jax.process_count() == 1:
+        check()
+        return
+    try:
+        check()
+        error = None
+    except RunError as err:
+        error = err
+    if not _from_process_0(error is None):
+        raise error or RunError("process 0 refused the run directory")
+
+
+def _from_process_0(flag: bool) -> bool:
+    """Process 0's ``flag``, on every process (one small collective)."""
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def _wait_for_plots(plotter: plots.Plotter, warnings: list[str]) -> None:
+    """Waits for the plots; failing to draw them is a warning, not a failed run."""
+    try:
+        plotter.wait()
+    except RuntimeError as err:
+        print(f"funcbp: {err}", file=sys.stderr)
+        warnings.append("the plots could not be drawn (the error is above)")
 
 
 def _check_out(out: Path, resume: bool) -> None:
@@ -271,7 +310,10 @@ def _restore(out: Path, writer: bool):
     """The latest checkpoint's state and progress, and the metrics records up to it."""
     saved = checkpoint.load_checkpoint(out / "checkpoints")
     epoch = saved.meta["epoch"]
-    lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    path = out / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    if len(lines) < epoch:
+        raise RunError(f"{path} has {len(lines)} epochs, fewer than the checkpoint's {epoch}")
     records = [json.loads(line) for line in lines[:epoch]]
     if writer:  # epochs after the checkpoint are run again; their records go first
         atomic.write(out / "metrics.jsonl", "".join(line + "\n" for line in lines[:epoch]).encode())
@@ -332,12 +374,13 @@ def _history(records: list[dict[str, float]]) -> dict[str, list]:
 
 
 def _summary(net, state: TrainState, history, splits, eval_sets, progress) -> dict[str, Any]:
+    # Inputs in the parameters' dtype, as fit evaluates them each epoch.
+    dtype = jnp.result_type(state.params[0]["w"])
     parts = {"train": splits.train, **eval_sets}
-    final = sharding.replicate(
-        {name: (p.x, p.y) for name, p in parts.items()}, sharding.data_mesh()
-    )
+    final = {name: (np.asarray(p.x, dtype), p.y) for name, p in parts.items()}
+    params, final = sharding.replicate((state.params, final), sharding.data_mesh())
     summary: dict[str, Any] = {"status": "completed"}
-    for name, metrics in jax.device_get(_evaluate_splits(net, state.params, final)).items():
+    for name, metrics in jax.device_get(_evaluate_splits(net, params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
     devices = jax.devices()
     stopped_early = bool(progress.stopped) and progress.best_params is not None

@@ -236,7 +236,8 @@ class TrainingDiverged(FloatingPointError):
 
     def __init__(self, epoch: int, step: int, history: dict[str, list]):
         super().__init__(
-            f"training diverged: the loss is not finite at epoch {epoch}, step {step}; "
+            f"training diverged: not finite at epoch {epoch}, step {step} (the loss, or the "
+            "parameters after the update); "
             "try a lower learning rate or gradient clipping"
         )
         self.epoch, self.step, self.history = epoch, step, history
@@ -460,9 +461,17 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         state, outputs = jax.lax.cond(active, train, skip, state)
         losses = outputs if every is None else outputs[0]
         finite = jnp.isfinite(losses)
-        # 1-based number of the first step whose loss is not finite; 0 when all are.
+        # A step's loss is taken before its update: the epoch's last update shows only
+        # in the parameters it leaves behind.
+        params_finite = jnp.all(
+            jnp.stack([jnp.isfinite(p).all() for p in jax.tree.leaves(state.params)])
+        )
+        # 1-based number of the first step whose loss (or, last, whose update) is not
+        # finite; 0 when all are.
         nonfinite_step = jnp.where(
-            finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
+            finite.all(),
+            jnp.where(params_finite, 0, state.step),
+            steps_before + jnp.argmin(finite).astype(jnp.int32) + 1,
         )
         metrics = {
             "epoch": progress.epoch + 1,

@@ -163,3 +163,18 @@ def test_diagnose_command_prints_a_table_and_exits_by_its_findings(capsys):
             "--set", "optimizer.name=sgd", "--set", "optimizer.learning_rate=0.1"]  # fmt: skip
     assert cli.main(["diagnose", str(root / digits_toml), "--epochs", "1", *deep]) == 1
     assert "warning: vanishing gradients" in capsys.readouterr().out
+
+
+def test_findings_read_histories_from_metrics_files_with_nulls():
+    # metrics.jsonl stores NaN and inf as null; a resumed run's history holds None.
+    net = funcbp.MLP((3, 4, 2), activation="relu", cost="softmax_cross_entropy")
+    row = {name: [None, 1.0] for name in diagnostics.LAYER_STATS}
+    history = {"epoch": [1], **{k: [v] for k, v in row.items()},
+               "grad_nonfinite": [True], "sampled_steps": [2]}  # fmt: skip
+    assert any("exploding gradients" in f for f in diagnostics.findings(history, net))
+
+
+def test_diagnose_refuses_a_zero_interval(capsys):
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    assert cli.main(["diagnose", str(root / "configs/iris.toml"), "--every", "0"]) == 2
+    assert "--every: expected a positive integer, got 0" in capsys.readouterr().err

@@ -148,7 +148,7 @@ def test_a_non_finite_loss_stops_training_and_names_epoch_and_step(iris):
     # Regression through ReLUs with plain SGD at rate 1: the loss overflows in a few steps.
     net = funcbp.MLP((4, 16, 1), activation="relu", cost="mse")
     x = iris.train.x
-    with pytest.raises(funcbp.train.TrainingDiverged, match=r"epoch 1, step \d+;") as err:
+    with pytest.raises(funcbp.train.TrainingDiverged, match=r"epoch 1, step \d+ ") as err:
         funcbp.fit(net, optim.make("sgd", 1.0), (x, 3 * x[:, :1]), epochs=50, batch_size=8)
     history = err.value.history
     assert history["epoch"] == [1] and not np.isfinite(history["train_loss"][0])
@@ -169,3 +169,15 @@ def test_fit_blocks_resumed_from_any_block_ends_exactly_like_one_run(iris):
     assert [b.records for b in resumed] == [b.records for b in whole[1:]]
     chex.assert_trees_all_equal(resumed[-1].state.params, whole[-1].state.params)
     chex.assert_trees_all_equal(resumed[-1].progress.best_params, whole[-1].progress.best_params)
+
+
+def test_an_update_that_leaves_non_finite_parameters_is_caught_at_its_step(iris):
+    # One full-batch step per epoch: its loss is the finite initial one, its update
+    # is infinite. The first epoch's last (and only) step is named.
+    overflow = optax.GradientTransformation(
+        lambda params: optax.EmptyState(),
+        lambda grads, state, params=None: (jax.tree.map(lambda g: g + jnp.inf, grads), state),
+    )
+    with pytest.raises(funcbp.train.TrainingDiverged, match=r"epoch 1, step 1 ") as err:
+        funcbp.fit(NET, overflow, iris.train, epochs=3, batch_size=None)
+    assert np.isfinite(err.value.history["train_loss"][0])
