@@ -221,7 +221,8 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
                 if jax.process_count() > 1:  # all processes stop together, as process 0 says
                     stop = _from_process_0(stop)
                 if done or stop or epoch - saved_epoch >= t.checkpoint_every:
-                    os.fsync(metrics.fileno())  # the records a resume reads back
+                    if saver.writes:
+                        os.fsync(metrics.fileno())  # the records a resume reads back
                     path = saver.save(state, progress, block.records[-1])
                     saved_epoch = epoch
                     if stop and not done:

@@ -31,11 +31,15 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process():
                          text=True)
         for i in range(2)
     ]  # fmt: skip
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=300)
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:  # one failed: do not leave the other waiting for it
+            worker.kill()
+            worker.wait()
+    for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
-        results.append(json.loads(out.splitlines()[-1]))
+    results = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
     assert [(r["devices"], r["on"]) for r in results] == [(2, 2), (2, 2)]
     assert results[0]["w"] == results[1]["w"]  # the same replicated parameters, bit for bit
     assert results[0]["history"] == results[1]["history"]
@@ -59,12 +63,15 @@ def _train_on_two_processes(*args: str, cwd: Path) -> list[str]:
                f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]  # fmt: skip
     procs = [subprocess.Popen([*command, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=cwd, env=env) for i in range(2)]  # fmt: skip
-    outs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
+    try:
+        results = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:  # one failed: do not leave the other waiting for it
+            proc.kill()
+            proc.wait()
+    for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
-        outs.append(out)
-    return outs
+    return [out for out, _ in results]
 
 
 @pytest.mark.slow
