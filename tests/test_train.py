@@ -172,12 +172,12 @@ def test_fit_blocks_resumed_from_any_block_ends_exactly_like_one_run(iris):
 
 
 def test_an_update_that_leaves_non_finite_parameters_is_caught_at_its_step(iris):
-    # One full-batch step per epoch: its loss is the finite initial one, its update
-    # is infinite. The first epoch's last (and only) step is named.
+    # One full-batch step, the block's last: its loss is the finite initial one, its
+    # update is infinite, and no later loss would show it. Its parameters do.
     overflow = optax.GradientTransformation(
         lambda params: optax.EmptyState(),
         lambda grads, state, params=None: (jax.tree.map(lambda g: g + jnp.inf, grads), state),
     )
     with pytest.raises(funcbp.train.TrainingDiverged, match=r"epoch 1, step 1 ") as err:
-        funcbp.fit(NET, overflow, iris.train, epochs=3, batch_size=None)
+        funcbp.fit(NET, overflow, iris.train, epochs=1, batch_size=None)
     assert np.isfinite(err.value.history["train_loss"][0])
