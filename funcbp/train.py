@@ -51,15 +51,17 @@ def init_state(
     net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
 ) -> TrainState:
     """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both."""
-    return _init_state(net, optimizer, key, jnp.dtype(dtype))
+    # Parameters and key: one program per network. The optimizer's state is made
+    # eagerly: in one program with it, every new optimizer object (optax.adam(...)
+    # in a loop) would compile it all again; its few small ops compile once per shape.
+    params, k_train = _init_params(net, key, jnp.dtype(dtype))
+    return TrainState(params, optimizer.init(params), np.zeros((), np.int32), k_train)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 3))
-def _init_state(net: MLP, optimizer, key: Array, dtype: jnp.dtype) -> TrainState:
-    # One compiled program: run eagerly, each small op here would be compiled on its own.
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_params(net: MLP, key: Array, dtype: jnp.dtype) -> tuple[Params, Array]:
     k_params, k_train = jax.random.split(key)
-    params = net.init(k_params, dtype=dtype)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), k_train)
+    return net.init(k_params, dtype=dtype), k_train
 
 
 def _engine(net: MLP, engine: str) -> Callable:
