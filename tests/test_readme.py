@@ -18,9 +18,15 @@ def test_functional_api_example_runs():
 
 
 def _row_shape(line: str) -> tuple[str, ...]:
-    """Leaf, methods, worst index and verdict: what must not drift (digits may)."""
+    """Leaf, methods, verdict and, on a failing row, the worst index: what must not drift.
+
+    The digits may drift, and so may the worst index of a passing row: there it
+    is float32 rounding noise, which differs between CPUs (SIMD width, exp).
+    """
     cells = line.split()
-    return (*cells[:4], cells[7], cells[-1]) if cells[0] == "<root>" else tuple(cells)
+    if cells[0] != "<root>":
+        return tuple(cells)
+    return (*cells[:4], cells[7] if cells[-1] == "FAIL" else "-", cells[-1])
 
 
 def test_gradient_check_example_prints_what_the_readme_shows(capsys):
