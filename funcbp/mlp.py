@@ -9,7 +9,6 @@ checkpoint library handle as they are.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import numbers
 from collections.abc import Sequence
@@ -103,6 +102,16 @@ class MLP:
         return (*self.hidden_activations, self.output_activation)
 
     @property
+    def init_rules(self) -> tuple[tuple[int, int, _initializers.VarianceScaling], ...]:
+        """``(n_in, n_out, rule)`` per layer: all that initialisation depends on."""
+        return tuple(
+            (n_in, n_out, _initializers.get(self.initializer, name))
+            for (n_in, n_out), name in zip(
+                itertools.pairwise(self.sizes), self.layer_names, strict=True
+            )
+        )
+
+    @property
     def layer_activations(self) -> tuple[_activations.Activation, ...]:
         """The activation of every layer, the output layer's last."""
         return tuple(_activations.get(name) for name in self.layer_names)
@@ -127,15 +136,7 @@ class MLP:
         Returns:
           ``[{"w": [n_in, n_out], "b": [n_out]}, ...]``, one dict per layer.
         """
-        dtype = jnp.dtype(dtype)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise ValueError(f"init: dtype must be a floating type, got {dtype}")
-        if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
-            raise ValueError(
-                "init: float64 parameters need 64-bit mode; call "
-                "jax.config.update('jax_enable_x64', True) first"
-            )
-        return _init(self, key, dtype)
+        return _init(self.init_rules, key, jnp.dtype(dtype))
 
     # --- pure functions of (params, x, y) -----------------------------------------
 
@@ -196,12 +197,23 @@ class MLP:
             _losses.get(self.cost).check_targets(y, (x_shape[0], self.sizes[-1]))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _init(net: MLP, key: Array, dtype: jnp.dtype) -> Params:
-    shapes = list(itertools.pairwise(net.sizes))
-    rules = [_initializers.get(net.initializer, act) for act in net.layer_names]
-    weights = _initializers.init_weights(key, shapes, rules, dtype)
+def initial_params(init_rules, key: Array, dtype: jnp.dtype) -> Params:
+    """Parameters for ``MLP.init_rules``: initialised weights, zero biases (traceable)."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"init: dtype must be a floating type, got {dtype}")
+    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
+        raise ValueError(
+            "init: float64 parameters need 64-bit mode; call "
+            "jax.config.update('jax_enable_x64', True) first"
+        )
+    shapes = [(n_in, n_out) for n_in, n_out, _ in init_rules]
+    weights = _initializers.init_weights(key, shapes, [rule for *_, rule in init_rules], dtype)
     return [
         {"w": w, "b": jnp.zeros((n_out,), dtype)}
         for w, (_, n_out) in zip(weights, shapes, strict=True)
     ]
+
+
+# Compiled per layer shapes and rules, not per spec: networks that differ only in
+# activations or cost (with the same initialisers) share the program.
+_init = jax.jit(initial_params, static_argnums=(0, 2))

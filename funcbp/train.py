@@ -31,7 +31,7 @@ from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
 from funcbp.backprop import backprop_with_cache
-from funcbp.mlp import MLP
+from funcbp.mlp import MLP, initial_params
 
 Array = jax.Array
 Params = list[dict[str, Array]]
@@ -54,14 +54,14 @@ def init_state(
     # Parameters and key: one program per network. The optimizer's state is made
     # eagerly: in one program with it, every new optimizer object (optax.adam(...)
     # in a loop) would compile it all again; its few small ops compile once per shape.
-    params, k_train = _init_params(net, key, jnp.dtype(dtype))
+    params, k_train = _init_params(net.init_rules, key, jnp.dtype(dtype))
     return TrainState(params, optimizer.init(params), np.zeros((), np.int32), k_train)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def _init_params(net: MLP, key: Array, dtype: jnp.dtype) -> tuple[Params, Array]:
+def _init_params(init_rules, key: Array, dtype: jnp.dtype) -> tuple[Params, Array]:
     k_params, k_train = jax.random.split(key)
-    return net.init(k_params, dtype=dtype), k_train
+    return initial_params(init_rules, k_params, dtype), k_train
 
 
 def _engine(net: MLP, engine: str) -> Callable:
