@@ -32,6 +32,7 @@ from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
 from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP, initial_params
+from funcbp.shared_program import SharedProgram
 
 Array = jax.Array
 Params = list[dict[str, Array]]
@@ -51,17 +52,24 @@ def init_state(
     net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
 ) -> TrainState:
     """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both."""
-    # Parameters and key: one program per network. The optimizer's state is made
-    # eagerly: in one program with it, every new optimizer object (optax.adam(...)
-    # in a loop) would compile it all again; its few small ops compile once per shape.
-    params, k_train = _init_params(net.init_rules, key, jnp.dtype(dtype))
-    return TrainState(params, optimizer.init(params), np.zeros((), np.int32), k_train)
+    params, opt_state, k_train = _initializer(net.init_rules, optimizer, jnp.dtype(dtype))(key)
+    return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _init_params(init_rules, key: Array, dtype: jnp.dtype) -> tuple[Params, Array]:
-    k_params, k_train = jax.random.split(key)
-    return initial_params(init_rules, k_params, dtype), k_train
+@functools.lru_cache(maxsize=32)
+def _initializer(init_rules, optimizer, dtype) -> SharedProgram:
+    """One program: parameters, optimizer state and the training key from ``key``.
+
+    A new but identical optimizer object (``optax.adam(...)`` in a loop) traces it
+    again and reuses the executable.
+    """
+
+    def initialize(key: Array):
+        k_params, k_train = jax.random.split(key)
+        params = initial_params(init_rules, k_params, dtype)
+        return params, optimizer.init(params), k_train
+
+    return SharedProgram(initialize)
 
 
 def _engine(net: MLP, engine: str) -> Callable:
@@ -439,7 +447,8 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
     """One jitted call: ``per_call`` epochs, each followed by evaluation.
 
     Cached, so a second ``fit`` with the same network, optimizer object and settings
-    reuses the compiled program instead of tracing and compiling it again.
+    reuses the compiled program instead of tracing and compiling it again; with an
+    identical new optimizer object it traces again but reuses XLA's executable.
     """
     epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine,
                           diagnostics_every=every, mesh=mesh)  # fmt: skip
@@ -492,7 +501,6 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         )
         return (state, progress), metrics
 
-    @jax.jit
     def block(state, progress, limit, x, y, eval_data):
         (state, progress), metrics = jax.lax.scan(
             lambda carry, i: one_epoch(carry, i, x, y, eval_data, limit),
@@ -506,4 +514,4 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
         return state, progress, metrics, params_finite
 
-    return block
+    return SharedProgram(block)

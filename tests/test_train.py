@@ -115,6 +115,48 @@ def test_train_step_is_pure_and_compiles_once():
     chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
 
 
+class _XlaCompiles:
+    """Counts XLA compilations (not tracing or lowering) while active."""
+
+    def __init__(self):
+        self.count, self.active = 0, False
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+
+    def _record(self, event, duration, **_):
+        self.count += self.active and event == "/jax/core/compile/backend_compile_duration"
+
+    def __enter__(self):
+        self.count, self.active = 0, True
+        return self
+
+    def __exit__(self, *_):
+        self.active = False
+
+
+def test_a_new_but_identical_optimizer_reuses_the_compiled_programs(iris):
+    net = funcbp.MLP((4, 9, 3), activation="relu", cost="softmax_cross_entropy")
+    run = {"epochs": 4, "batch_size": 16, "eval": {"validation": iris.validation}}
+    compiles = _XlaCompiles()
+    with compiles:
+        first = funcbp.fit(net, optax.adam(1e-3), iris.train, **run)
+    assert compiles.count >= 2  # initialisation and the training block, at least
+    with compiles:
+        again = funcbp.fit(net, optax.adam(1e-3), iris.train, **run)  # a new object
+    assert compiles.count == 0
+    chex.assert_trees_all_equal(again, first)
+    with compiles:
+        funcbp.fit(net, optax.adam(2e-3), iris.train, **run)
+    assert compiles.count == 1  # the block; Adam's initial state does not depend on the rate
+
+
+def test_initialisation_traces_under_a_transformation():
+    opt = optim.make("adam", 1e-3)
+    shapes = jax.eval_shape(lambda k: funcbp.init_state(NET, opt, k), jax.random.key(0))
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        shapes, funcbp.init_state(NET, opt, jax.random.key(0))
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
