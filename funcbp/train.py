@@ -237,8 +237,16 @@ class Block(NamedTuple):
 
     state: TrainState
     progress: Progress
-    records: list[dict[str, float]]  # one per epoch run: epoch, train_loss, <eval>_<metric>
+    columns: dict[str, list]  # per epoch run: epoch, train_loss, <eval>_<metric>, ...
     diverged: tuple[int, int] | None  # (epoch, step) of the first non-finite loss
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """``columns`` as one record per epoch run."""
+        names = list(self.columns)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -335,16 +343,15 @@ def _blocks(run, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block
         first = ("epoch", "train_loss")  # then the eval metrics, in name order
         order = [*first, *sorted(set(metrics) - set(first))]
         # NumPy's tolist: Python ints, floats, bools and (per-layer) lists, at C speed.
-        columns = [metrics[name][ran].astype(_PLAIN.get(metrics[name].dtype.kind)).tolist()
-                   for name in order]  # fmt: skip
-        records = [dict(zip(order, row, strict=True)) for row in zip(*columns, strict=True)]
+        columns = {name: metrics[name][ran].astype(_PLAIN.get(metrics[name].dtype.kind)).tolist()
+                   for name in order}  # fmt: skip
         diverged = None
         if bad_step.any():
             epoch = int(np.argmax(bad_step > 0))
-            diverged = (records[epoch]["epoch"], int(bad_step[epoch]))
+            diverged = (columns["epoch"][epoch], int(bad_step[epoch]))
         elif not params_finite:  # the block's last update
-            diverged = (records[-1]["epoch"], int(state.step))
-        yield Block(state, progress, records, diverged)
+            diverged = (columns["epoch"][-1], int(state.step))
+        yield Block(state, progress, columns, diverged)
         if diverged:
             return
 
@@ -412,9 +419,8 @@ def fit(
         epochs_per_call=epochs_per_call or (None if callback else epochs),
     )  # fmt: skip
     for block in blocks:
-        for record in block.records:
-            for name, value in record.items():
-                history.setdefault(name, []).append(value)
+        for name, values in block.columns.items():
+            history.setdefault(name, []).extend(values)
         if block.diverged:
             _warn_findings(history, net)  # exploding gradients, say, before the NaN
             raise TrainingDiverged(*block.diverged, history)
