@@ -3,6 +3,7 @@
 from funcbp import activations, backprop, data, initializers, losses, optim, testing, train
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from funcbp.compilation_cache import enable_compilation_cache
 from funcbp.gradcheck import GradientReport, check_grad, check_gradients, check_hvp, check_vjp
 from funcbp.mlp import MLP
 from funcbp.train import (
@@ -34,6 +35,7 @@ __all__ = [
     "check_hvp",
     "check_vjp",
     "data",
+    "enable_compilation_cache",
     "evaluate",
     "fit",
     "fit_blocks",

@@ -15,9 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# JAX's persistent compilation cache for `train`; FUNCBP_CACHE_DIR="" turns it off.
-_CACHE_DIR = os.environ.get("FUNCBP_CACHE_DIR", str(Path.home() / ".cache" / "funcbp" / "jax"))
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcbp", description=__doc__.splitlines()[0])
@@ -85,20 +82,10 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _enable_compilation_cache() -> None:
-    if not _CACHE_DIR:
-        return
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
-    # JAX skips programs that compile in under a second by default; ours mostly do.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
 def _train(args: argparse.Namespace) -> int:
     from funcbp import checkpoint, display, run
     from funcbp import config as _config
+    from funcbp.compilation_cache import enable_compilation_cache
     from funcbp.train import TrainingDiverged
 
     try:
@@ -110,7 +97,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"{args.config.stem}-{stamp}"
-    _enable_compilation_cache()
+    enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
     try:
         _start_distributed(args)
         summary = run.train(config, out, resume=args.resume is not None)
@@ -190,9 +177,10 @@ def _diagnose(args: argparse.Namespace) -> int:
 
     from funcbp import config as _config
     from funcbp import diagnostics, display, run
+    from funcbp.compilation_cache import enable_compilation_cache
     from funcbp.train import TrainingDiverged, fit_blocks
 
-    _enable_compilation_cache()
+    enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
     try:
         config = _config.load(args.config, args.set)
         every = args.every if args.every is not None else config.train.diagnostics_every or 10
