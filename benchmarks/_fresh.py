@@ -13,9 +13,7 @@ import os
 import subprocess
 import sys
 
-from funcbp.compile_clock import CompileClock
-
-__all__ = ["CompileClock", "run_fresh"]
+__all__ = ["run_fresh"]
 
 
 def run_fresh(script: str, names, repeats: int, *extra: str) -> dict[str, list[dict]]:
