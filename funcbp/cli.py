@@ -199,15 +199,18 @@ def _diagnose(args: argparse.Namespace) -> int:
         return _fail(f"config {args.config}: {err}")
     except ValueError as err:
         return _fail(str(err))
-    records, diverged = [], None
+    history: dict[str, list] = {}
+    diverged = None
     for block in blocks:
-        records += block.records
+        for name, values in block.columns.items():
+            history.setdefault(name, []).extend(values)
         diverged = block.diverged
-    history = {name: [r[name] for r in records] for name in records[0]}
-    sampled = [r for r in records if r["sampled_steps"]]  # epoch 1's first step, at least
+    # The last epoch with sampled steps (epoch 1's first step, at least).
+    last = max(i for i, steps in enumerate(history["sampled_steps"]) if steps)
+    sampled = {name: values[last] for name, values in history.items()}
     print(f"funcbp diagnose: MLP {net.sizes}, {args.epochs} epochs, statistics every {every} "
-          f"steps; epoch {sampled[-1]['epoch']}, mean over its sampled steps:\n")  # fmt: skip
-    print(display.diagnostics_table(net.layer_names, net.sizes, sampled[-1]))
+          f"steps; epoch {sampled['epoch']}, mean over its sampled steps:\n")  # fmt: skip
+    print(display.diagnostics_table(net.layer_names, net.sizes, sampled))
     found = diagnostics.findings(history, net)
     if diverged:
         found.append(str(TrainingDiverged(*diverged, history)))
