@@ -1,20 +1,25 @@
-"""One training step of the large MLP: funcbp's engines, a plain ``jax.jit`` step, PyTorch eager.
+"""One training step of the large MLP: funcbp's engines, plain JAX, Flax NNX, Equinox, PyTorch.
 
 784-2048-2048-10 ReLU, softmax cross-entropy, SGD with momentum 0.9 (lr 0.01),
-batch 512, float32, one device. Each method's step updates parameters and
-momentum in place of the last ones; the time of a step is wall time until its
-result is ready (``block_until_ready``; PyTorch eager is synchronous on CPU).
+batch 512, float32, one device. The Flax NNX and Equinox steps are written as
+each library's documentation writes a training step (``nnx.jit`` with
+``nnx.Optimizer``; ``eqx.filter_jit`` over ``eqx.nn.MLP`` under ``jax.vmap``).
+Each method's step updates parameters and momentum in place of the last ones;
+the time of a step is wall time until its result is ready
+(``block_until_ready``; PyTorch eager is synchronous on CPU).
 Methods are timed in one process, interleaved round by round (all of method A's
 steps of a round, then B's, ...), and the table gives medians over every round,
 with the best NumPy float32 matmul rate of the same run as the machine's peak
 (FLOP per step: 6 x weights x batch).
 
-    python benchmarks/large_step.py [--rounds 7] [--steps 5]   # needs torch for its row
+    python benchmarks/large_step.py [--rounds 7] [--steps 5]
+    # rows for what is installed: pip install torch flax equinox
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import statistics
 import time
@@ -81,6 +86,64 @@ def _jit_step():
     return run
 
 
+def _flax_nnx_step():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            self.layers = nnx.List(
+                [nnx.Linear(n_in, n_out, rngs=rngs) for n_in, n_out in itertools.pairwise(SIZES)]
+            )
+
+        def __call__(self, x):
+            for layer in self.layers[:-1]:
+                x = jax.nn.relu(layer(x))
+            return self.layers[-1](x)
+
+    model = Net(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(LR, momentum=MOMENTUM), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    x, y = map(jnp.asarray, _data())
+    return lambda: step(model, optimizer, x, y).block_until_ready()
+
+
+def _equinox_step():
+    import equinox as eqx
+
+    model = eqx.nn.MLP(SIZES[0], SIZES[-1], width_size=SIZES[1], depth=len(SIZES) - 2,
+                       activation=jax.nn.relu, key=jax.random.key(0))  # fmt: skip
+    optimizer = optax.sgd(LR, momentum=MOMENTUM)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
+
+    @eqx.filter_jit
+    def step(model, opt_state, x, y):
+        def loss_fn(model):
+            logits = jax.vmap(model)(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    x, y = map(jnp.asarray, _data())
+
+    def run():
+        nonlocal model, opt_state
+        model, opt_state, loss = step(model, opt_state, x, y)
+        loss.block_until_ready()
+
+    return run
+
+
 def _torch_step():
     import torch
 
@@ -129,12 +192,15 @@ def main() -> None:
         "funcbp autodiff": _funcbp_step("autodiff"),
         "jax.jit step": _jit_step(),
     }
-    try:
-        import torch
-
-        methods[f"torch {torch.__version__} eager"] = _torch_step()
-    except ImportError:
-        print("(torch is not installed: no PyTorch row)")
+    optional = {"flax": ("flax nnx", _flax_nnx_step), "equinox": ("equinox", _equinox_step),
+                "torch": ("torch eager", _torch_step)}  # fmt: skip
+    for module, (name, make) in optional.items():
+        try:
+            version = importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            print(f"({module} is not installed: no {name} row)")
+            continue
+        methods[f"{name} {version}"] = make()
     for run in methods.values():  # compile, allocate, warm up
         run()
         run()

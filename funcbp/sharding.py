@@ -1,16 +1,25 @@
-"""Data parallelism over a one-axis ``data`` mesh: each batch split, the rest replicated.
+"""Data parallelism over a one-axis ``data`` mesh: the data split by rows, the rest replicated.
 
-``fit`` puts the parameters, optimizer state and the (device-resident) data on
-every device of the mesh and constrains each mini-batch inside the compiled
-epoch to be split along its first axis; XLA's partitioner then computes each
-device's part of the forward and backward pass and inserts the all-reduce that
-turns the per-device gradient sums into the batch mean. One device needs no
-mesh: the program is the single-device one.
+``fit`` puts the parameters and optimizer state on every device of the mesh and
+the training rows split along ``data``: each device holds ``n / devices`` of them
+and each process copies only its own devices' rows. Inside the compiled epoch
+every mini-batch is gathered from the split rows (XLA gathers locally, then
+all-reduces the batch, never the data set) and constrained to be split along its
+first axis; XLA's partitioner then computes each device's part of the forward
+and backward pass and inserts the all-reduce that turns the per-device gradient
+sums into the batch mean. One device needs no mesh: the program is the
+single-device one. ``fit`` traces and runs under ``jax.set_mesh(mesh)``, so code
+inside it (a custom optax transformation, say) may use bare ``PartitionSpec``\\ s.
+
+Several processes (``jax.distributed``) either all pass the same host arrays to
+``fit`` (each copies its rows to its devices) or each passes only the rows it
+loaded, joined into global arrays by ``rows_from_processes``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +36,16 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
         return None
     # Auto axes: shardings are constraints for XLA's partitioner, not part of the types.
     return jax.make_mesh((len(devices),), (AXIS,), (AxisType.Auto,), devices=devices)
+
+
+@contextlib.contextmanager
+def on_mesh(mesh: Mesh | None) -> Iterator[None]:
+    """``jax.set_mesh(mesh)`` for the block; nothing without a mesh."""
+    if mesh is None:
+        yield
+        return
+    with jax.set_mesh(mesh):
+        yield
 
 
 def check_divides(mesh: Mesh | None, size: int, what: str) -> None:
@@ -57,6 +76,95 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
         return jax.make_array_from_process_local_data(everywhere, np.asarray(leaf))
 
     return jax.tree.map(global_array, tree)
+
+
+def split_rows(tree: Any, mesh: Mesh | None) -> Any:
+    """Host arrays ``[n, ...]`` as global arrays split by rows along ``data``.
+
+    Every process passes all ``n`` rows and copies only those of its own devices.
+    When ``n`` does not divide over the devices, zero rows pad it to the next
+    multiple (the caller must not train on them: ``make_epoch(samples=n)``).
+    Without a mesh the arrays go to the one device as they are.
+    """
+    if mesh is None:
+        return jax.device_put(tree)
+    split = NamedSharding(mesh, PartitionSpec(AXIS))
+
+    def global_array(a: np.ndarray) -> jax.Array:
+        n = a.shape[0]
+        padded = -(-n // mesh.size) * mesh.size
+
+        def rows(index: tuple[slice, ...]) -> np.ndarray:
+            start, stop, _ = index[0].indices(padded)
+            block = a[start : min(stop, n)]
+            return np.pad(block, [(0, stop - start - len(block))] + [(0, 0)] * (a.ndim - 1))
+
+        return jax.make_array_from_callback((padded, *a.shape[1:]), split, rows, dtype=a.dtype)
+
+    return jax.tree.map(global_array, tree)
+
+
+def rows_from_processes(tree: Any, mesh: Mesh | None = None) -> Any:
+    """Each process's own rows ``[k, ...]`` joined into global arrays split along ``data``.
+
+    For a multi-process run in which every process loaded a different part of the
+    data: process 0's rows come first, then process 1's, and so on. Every process
+    must pass the same number ``k`` of rows, a multiple of its local device count
+    (``ValueError`` otherwise, raised in every process). ``fit`` takes the result
+    as its ``train`` or ``eval`` data. ``mesh`` defaults to ``data_mesh()``.
+    """
+    mesh = data_mesh() if mesh is None else mesh
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+    rows = {len(leaf) for leaf in leaves}
+    if len(rows) != 1:
+        raise ValueError(f"rows_from_processes: arrays of different lengths {sorted(rows)}")
+    k = rows.pop()
+    counts = _from_every_process(k)
+    if len(set(counts)) != 1:
+        raise ValueError(
+            "rows_from_processes: every process must pass the same number of rows, got "
+            + ", ".join(f"{c} from process {i}" for i, c in enumerate(counts))
+        )
+    local = jax.local_device_count()
+    if k % local:
+        raise ValueError(
+            f"rows_from_processes: {k} rows per process do not divide over the {local} "
+            "devices of each process"
+        )
+    if mesh is None:  # one process with one device
+        return jax.device_put(tree)
+    split = NamedSharding(mesh, PartitionSpec(AXIS))
+    return jax.tree.map(
+        lambda leaf: jax.make_array_from_process_local_data(split, np.asarray(leaf)), tree
+    )
+
+
+def _from_every_process(value: int) -> list[int]:
+    """``value`` as each process passed it, in process order (a collective)."""
+    if jax.process_count() == 1:
+        return [value]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.int64(value))).tolist()
+
+
+def is_split_rows(tree: Any) -> bool:
+    """Whether ``tree`` has leaves and each is a ``jax.Array`` split by rows along ``data``."""
+
+    def split(leaf) -> bool:
+        if not isinstance(leaf, jax.Array):
+            return False
+        s = leaf.sharding
+        return isinstance(s, NamedSharding) and tuple(s.spec)[:1] == (AXIS,)
+
+    leaves = jax.tree.leaves(tree)
+    return bool(leaves) and all(split(leaf) for leaf in leaves)
+
+
+def local_rows(array: jax.Array) -> np.ndarray:
+    """The rows of a row-split global array that this process's devices hold, in order."""
+    shards = sorted(array.addressable_shards, key=lambda shard: shard.index[0].start or 0)
+    return np.concatenate([np.asarray(shard.data) for shard in shards])
 
 
 def split_batch(batch: Any, mesh: Mesh | None) -> Any:

@@ -124,11 +124,14 @@ def make_epoch(
     engine: str = "backprop",
     diagnostics_every: int | None = None,
     mesh: Mesh | None = None,
+    samples: int | None = None,
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, Any]]:
     """``epoch(state, x [n, n_in], y) -> (state, losses [steps])``, one loss per step.
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
     ``mesh`` (``funcbp.sharding.data_mesh``) splits every batch over its devices.
+    ``samples``: train on the first ``samples`` rows only (default: all ``n``), as
+    when ``funcbp.sharding.split_rows`` padded the data to divide over the devices.
 
     With ``diagnostics_every=N`` the output is ``(losses, (stats, sampled))``:
     steps 0, N, 2N, ... of each epoch take ``funcbp.diagnostics``' statistics
@@ -173,10 +176,10 @@ def make_epoch(
         return state, (jnp.concatenate([loss[None], losses]), stats)
 
     def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Any]:
-        n = x.shape[0]
+        n = x.shape[0] if samples is None else samples
         size = n if batch_size is None else batch_size
         if size == n:
-            return full_batch(state, x, y)
+            return full_batch(state, x[:n], y[:n])
         key, shuffle = jax.random.split(state.key)
         batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
         state = state._replace(key=key)
@@ -261,8 +264,17 @@ class TrainingDiverged(FloatingPointError):
         self.epoch, self.step, self.history = epoch, step, history
 
 
-def _checked_arrays(dataset, net: MLP) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``."""
+def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
+    """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``.
+
+    Host data comes back as NumPy arrays. Global arrays split by rows
+    (``sharding.rows_from_processes``) stay where they are; the rows this process
+    holds are the ones checked.
+    """
+    if sharding.is_split_rows(dataset) and not isinstance(dataset, _data.Dataset):
+        x, y = dataset
+        _data.check_fits((sharding.local_rows(x), sharding.local_rows(y)), net)
+        return x, y
     if not isinstance(dataset, _data.Dataset):
         dataset = tuple(np.asarray(a) for a in dataset)
     _data.check_fits(dataset, net)
@@ -294,7 +306,8 @@ def fit_blocks(
     ``epochs_per_call`` defaults to about 50 blocks per run. Stops after the
     block in which a loss is not finite, with ``Block.diverged`` set.
     ``devices`` (default: all) are trained on data-parallel (``funcbp.sharding``);
-    the batch size must divide over them.
+    the batch size must divide over them. Data already split over a mesh
+    (``sharding.rows_from_processes``) trains on that mesh's devices.
     """
     eval = dict(eval or {})
     x, y = _checked_arrays(train, net)
@@ -308,7 +321,7 @@ def fit_blocks(
         )
     if patience is not None and not eval:
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
-    mesh = sharding.data_mesh(devices)
+    mesh = _mesh_of(x, devices)
     sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
     if state is None:
         state = init_state(net, optimizer, jax.random.key(0) if key is None else key, dtype)
@@ -317,26 +330,49 @@ def fit_blocks(
 
     per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
     run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience,
-                         diagnostics_every, mesh)  # fmt: skip
+                         diagnostics_every, mesh, len(x))  # fmt: skip
     dtype = jnp.result_type(state.params[0]["w"])
     state, progress = sharding.replicate((state, progress), mesh)
-    xs, ys = sharding.replicate(_to_device(x, y, dtype), mesh)
-    device_eval = sharding.replicate(
-        {name: _to_device(ex, ey, dtype) for name, (ex, ey) in eval_arrays.items()}, mesh
-    )
+    # The training rows split over the devices (padded to divide); evaluation sets on
+    # every device, unless they came split.
+    xs, ys = _in_dtype(x, y, dtype, lambda data: sharding.split_rows(data, mesh))
+    device_eval = {
+        name: _in_dtype(ex, ey, dtype, lambda data: sharding.replicate(data, mesh))
+        for name, (ex, ey) in eval_arrays.items()
+    }
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
-    return _blocks(run, state, progress, epochs, xs, ys, device_eval)
+    return _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval)
 
 
-def _to_device(x: np.ndarray, y: np.ndarray, dtype) -> tuple[Array, Array]:
-    """Inputs (and targets, unless integer labels) in ``dtype``, cast on the host."""
-    return jax.device_put((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
+def _mesh_of(x, devices: Sequence[jax.Device] | None):
+    """The mesh ``fit`` trains on: that of data split over one, else one over ``devices``."""
+    if not sharding.is_split_rows(x):
+        return sharding.data_mesh(devices)
+    mesh = x.sharding.mesh
+    if devices is not None and set(devices) != set(mesh.devices.flat):
+        raise ValueError(
+            f"devices: the data is split over {mesh.size} other devices; pass devices=None"
+        )
+    return mesh
 
 
-def _blocks(run, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block]:
+def _in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
+    """Inputs (and targets, unless integer labels) in ``dtype`` on the devices.
+
+    Host arrays are cast on the host, then ``place``d; global arrays are cast where they are.
+    """
+    if isinstance(x, jax.Array):  # already placed: sharding.rows_from_processes
+        return x.astype(dtype), y if y.ndim == 1 else y.astype(dtype)
+    return place((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
+
+
+def _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block]:
     limit = jnp.asarray(epochs, jnp.int32)
     while int(progress.epoch) < epochs and not bool(progress.stopped):
-        state, progress, metrics, params_finite = run(state, progress, limit, xs, ys, device_eval)
+        with sharding.on_mesh(mesh):
+            state, progress, metrics, params_finite = run(
+                state, progress, limit, xs, ys, device_eval
+            )
         metrics, params_finite = jax.device_get((metrics, params_finite))  # once per block
         ran = metrics.pop("ran")
         bad_step = metrics.pop("nonfinite_step")[ran]
@@ -449,15 +485,15 @@ def _check_counts(**counts) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience, every,
-                   mesh):  # fmt: skip
-    """One jitted call: ``per_call`` epochs, each followed by evaluation.
+                   mesh, samples):  # fmt: skip
+    """One jitted call: ``per_call`` epochs on the first ``samples`` rows, each then evaluated.
 
     Cached, so a second ``fit`` with the same network, optimizer object and settings
     reuses the compiled program instead of tracing and compiling it again; with an
     identical new optimizer object it traces again but reuses XLA's executable.
     """
     epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine,
-                          diagnostics_every=every, mesh=mesh)  # fmt: skip
+                          diagnostics_every=every, mesh=mesh, samples=samples)  # fmt: skip
     monitor = f"{eval_names[0]}_loss" if eval_names else None
 
     def one_epoch(carry, _, x, y, eval_data, limit):

@@ -43,11 +43,20 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process():
     assert [(r["devices"], r["on"]) for r in results] == [(2, 2), (2, 2)]
     assert results[0]["w"] == results[1]["w"]  # the same replicated parameters, bit for bit
     assert results[0]["history"] == results[1]["history"]
+    # Each process held only its 719 of the 1438 training rows; the same rows in the
+    # same order as when every process passed all of them, so the same program runs.
+    assert [r["own_rows"] for r in results] == [719, 719]
+    own, whole = results[0]["own_history"], results[0]["history"]
+    assert own["train_loss"] == whole["train_loss"]
+    # The test set split in halves too: its mean is two partial sums, all-reduced.
+    for name in ("test_loss", "test_accuracy"):
+        np.testing.assert_allclose(own[name], whole[name], rtol=1e-6, err_msg=name)
 
     parts, _ = data.standardize(data.split(data.load("digits"), validation=0.0, test=0.2, seed=0))
     net = MLP((64, 32, 10), activation="relu", cost="softmax_cross_entropy")
+    test = (parts.test.x[:358], parts.test.y[:358])  # as the workers evaluate
     state, history = fit(net, optim.make("adam", 1e-3), parts.train, epochs=2, batch_size=64,
-                         eval={"test": parts.test}, key=jax.random.key(0))  # fmt: skip
+                         eval={"test": test}, key=jax.random.key(0))  # fmt: skip
     # float32 sums over two half-batches and an all-reduce instead of one batch: the
     # same terms in another order, so agreement to rounding, amplified by 2 epochs of Adam.
     for name, values in history.items():

@@ -16,7 +16,7 @@ import funcbp
 from funcbp import optim, sharding
 
 SCRIPT = r"""
-import json, sys
+import json, re, sys
 import jax, numpy as np
 import funcbp
 from funcbp import data, optim
@@ -36,14 +36,20 @@ for engine in ("backprop", "autodiff"):
         out[f"{engine}/{len(devices)}"] = {
             "history": history, "w": np.asarray(w).tolist(), "on": len(w.sharding.device_set),
         }
-# The 4-device program splits the batch and all-reduces the gradient.
+# The 4-device program: each device holds a quarter of the training rows (1438 padded
+# to 1440), gathers its part of each batch from them, and all-reduces the gradient.
 mesh = funcbp.sharding.data_mesh()
 opt = optim.make("adam", 1e-3)
-block = _compile_block(net, opt, "backprop", 64, 3, ("test",), None, None, mesh)
+n = len(parts.train)
+block = _compile_block(net, opt, "backprop", 64, 3, ("test",), None, None, mesh, n)
 state = funcbp.sharding.replicate(funcbp.init_state(net, opt, jax.random.key(0)), mesh)
-out["all_reduce"] = "all-reduce" in block.lower(
-    state, funcbp.train.init_progress(state), np.int32(3), parts.train.x, parts.train.y,
-    {"test": (parts.test.x, parts.test.y)}).compile().as_text()
+xs, ys = funcbp.sharding.split_rows((parts.train.x, parts.train.y), mesh)
+with funcbp.sharding.on_mesh(mesh):
+    hlo = block.lower(state, funcbp.train.init_progress(state), np.int32(3), xs, ys,
+                      {"test": (parts.test.x, parts.test.y)}).compile().as_text()
+out["program"] = {"all_reduce": "all-reduce(" in hlo,
+                  "all_gather_rows": bool(re.search(r"\[1440,64\]\S* all-gather\(", hlo)),
+                  "rows_per_device": xs.addressable_shards[0].data.shape[0], "n": n}
 print(json.dumps(out))
 """
 
@@ -55,7 +61,8 @@ def test_four_devices_give_the_one_device_history_for_both_engines():
                           env=env, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
-    assert out["all_reduce"]
+    assert out["program"] == {"all_reduce": True, "all_gather_rows": False,
+                              "rows_per_device": 360, "n": 1438}  # fmt: skip
     for engine in funcbp.train.ENGINES:
         four, one = out[f"{engine}/4"], out[f"{engine}/1"]
         assert (four["on"], one["on"]) == (4, 1)
@@ -75,3 +82,15 @@ def test_a_batch_that_does_not_divide_over_the_devices_is_refused(monkeypatch):
         funcbp.fit(net, optim.make("sgd", 0.1), (x, y), epochs=1, batch_size=6)
     with pytest.raises(ValueError, match=r"full batch 12|does not divide"):
         funcbp.fit(net, optim.make("sgd", 0.1), (x[:10], y[:10]), epochs=1, batch_size=None)
+
+
+def test_rows_from_processes_refuses_arrays_of_different_lengths():
+    with pytest.raises(ValueError, match=r"arrays of different lengths \[3, 4\]"):
+        sharding.rows_from_processes((np.zeros((4, 2)), np.zeros(3)))
+
+
+def test_split_rows_on_one_device_leave_the_data_whole():
+    x = np.arange(10.0).reshape(5, 2)
+    placed = sharding.split_rows(x, None)
+    np.testing.assert_array_equal(placed, x)
+    assert not sharding.is_split_rows(placed) and not sharding.is_split_rows(())
