@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from funcbp import atomic, checkpoint, diagnostics, display, optim, plots, sharding
+from funcbp import atomic, checkpoint, diagnostics, display, optim, plots, process_data, sharding
 from funcbp import config as _config
 from funcbp import data as _data
 from funcbp.compile_clock import CompileClock
@@ -67,16 +67,21 @@ class Prepared(NamedTuple):
 
     net: MLP
     optimizer: optax.GradientTransformation
-    splits: _data.Splits
+    splits: _data.Splits  # this process's own parts when data.source names {process}
 
 
 def prepare(config: _config.RunConfig) -> Prepared:
     """Loads and splits the data and builds the network and optimizer; validates all.
 
+    A source naming ``{process}`` is one file per process (``funcbp.process_data``):
+    this process reads its own, and the processes agree on shapes, part sizes and
+    standardisation.
+
     Raises:
       ValueError: the data cannot be read or do not fit the configured network.
     """
     d, m, o = config.data, config.model, config.optimizer
+    per_process = process_data.is_per_process(d.source)
     if d.source == "teacher":
         dataset = _data.teacher(
             d.teacher_samples,
@@ -85,12 +90,18 @@ def prepare(config: _config.RunConfig) -> Prepared:
             classification=d.teacher_classification,
         )
     else:
-        dataset = _data.load(d.source)
+        dataset = _data.load(process_data.own_source(d.source))
+    if per_process:
+        dataset = process_data.agree_on_shape(dataset)
     if m.cost == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
         # Two classes through one logit: labels become [n, 1] targets in {0, 1}.
         dataset = _data.Dataset(dataset.x, dataset.y[:, None].astype("float32"), None, dataset.name)
     splits = _data.split(dataset, validation=d.validation, test=d.test, seed=d.seed)
-    if d.standardize:
+    if per_process:
+        splits = process_data.equal_parts(splits)
+        if d.standardize:
+            splits = process_data.standardize(splits)
+    elif d.standardize:
         splits, _ = _data.standardize(splits)
     n_out = dataset.n_classes if dataset.n_classes is not None else dataset.n_outputs
     net = MLP(
@@ -163,10 +174,14 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
         state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
         progress = init_progress(state, t.patience or None)
         records = []
-    eval_sets = _eval_sets(splits)
+    parts = {"train": splits.train, **_eval_sets(splits)}
+    if process_data.is_per_process(config.data.source):  # each process has its own rows
+        parts = process_data.global_parts(parts)
+    eval_sets = {name: part for name, part in parts.items() if name != "train"}
+    n_train = len(_inputs(parts["train"]))
     blocks = fit_blocks(  # checks its arguments (a batch that does not divide, ...) now
-        net, optimizer, splits.train, epochs=t.epochs, engine=t.engine, eval=eval_sets,
-        batch_size=None if t.batch_size == "full" else min(t.batch_size, len(splits.train)),
+        net, optimizer, parts["train"], epochs=t.epochs, engine=t.engine, eval=eval_sets,
+        batch_size=None if t.batch_size == "full" else min(t.batch_size, n_train),
         patience=t.patience or None, state=state, progress=progress,
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
         diagnostics_every=t.diagnostics_every or None,
@@ -175,7 +190,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
         out.mkdir(parents=True)
         atomic.write(out / "config.toml", _config.dumps(config).encode())
         saver.save(state, progress, None)
-    print(_headline(config, net, splits), file=stream or sys.stdout, flush=True)
+    print(_headline(config, net, n_train), file=stream or sys.stdout, flush=True)
     try:
         state, progress = _train_blocks(blocks, state, progress, saver, records, out, t, stream)
     except TrainingDiverged as err:
@@ -191,7 +206,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     plotter.send(history, out)  # drawn while the final evaluation runs
     if t.patience and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
-    summary = _summary(net, state, history, splits, eval_sets, progress)
+    summary = _summary(net, state, history, parts, progress)
     summary["warnings"] = diagnostics.findings(history, net)
     return summary
 
@@ -332,10 +347,15 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
     }
 
 
-def _headline(config: _config.RunConfig, net: MLP, splits: _data.Splits) -> str:
+def _inputs(part: _data.Dataset | tuple[jax.Array, jax.Array]):
+    """``x`` of a data set on the host, or of global arrays (``process_data.global_parts``)."""
+    return part.x if isinstance(part, _data.Dataset) else part[0]
+
+
+def _headline(config: _config.RunConfig, net: MLP, n_train: int) -> str:
     t = config.train
     return (
-        f"funcbp: {config.data.source} ({len(splits.train)} train samples), MLP {net.sizes} "
+        f"funcbp: {config.data.source} ({n_train} train samples), MLP {net.sizes} "
         f"{net.activation}, {config.optimizer.name}, {t.engine} engine, "
         f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     )
@@ -374,12 +394,17 @@ def _history(records: list[dict[str, float]]) -> dict[str, list]:
     return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
 
-def _summary(net, state: TrainState, history, splits, eval_sets, progress) -> dict[str, Any]:
+def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]:
+    """The final losses and accuracies on ``parts`` (``{name: data set}``), and the run's facts."""
     # Inputs in the parameters' dtype, as fit evaluates them each epoch.
     dtype = jnp.result_type(state.params[0]["w"])
-    parts = {"train": splits.train, **eval_sets}
-    final = {name: (np.asarray(p.x, dtype), p.y) for name, p in parts.items()}
-    params, final = sharding.replicate((state.params, final), sharding.data_mesh())
+    host = {name: (np.asarray(p.x, dtype), p.y) for name, p in parts.items()
+            if isinstance(p, _data.Dataset)}  # fmt: skip
+    params, final = sharding.replicate((state.params, host), sharding.data_mesh())
+    for name, part in parts.items():  # global arrays: each process holds its rows
+        if not isinstance(part, _data.Dataset):
+            x, y = part
+            final[name] = (x.astype(dtype), y if y.ndim == 1 else y.astype(dtype))
     summary: dict[str, Any] = {"status": "completed"}
     for name, metrics in jax.device_get(_evaluate_splits(net, params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})

@@ -119,7 +119,7 @@ def rows_from_processes(tree: Any, mesh: Mesh | None = None) -> Any:
     if len(rows) != 1:
         raise ValueError(f"rows_from_processes: arrays of different lengths {sorted(rows)}")
     k = rows.pop()
-    counts = _from_every_process(k)
+    counts = from_every_process(np.int64(k)).tolist()
     if len(set(counts)) != 1:
         raise ValueError(
             "rows_from_processes: every process must pass the same number of rows, got "
@@ -139,13 +139,20 @@ def rows_from_processes(tree: Any, mesh: Mesh | None = None) -> Any:
     )
 
 
-def _from_every_process(value: int) -> list[int]:
-    """``value`` as each process passed it, in process order (a collective)."""
+def from_every_process(value: np.ndarray) -> np.ndarray:
+    """``value`` as each process passed it, stacked in process order (a collective).
+
+    Every process passes an array of the same shape and dtype; the result is
+    ``[processes, *value.shape]``, bit for bit (64-bit values travel as 32-bit words).
+    """
+    value = np.asarray(value)
     if jax.process_count() == 1:
-        return [value]
+        return value[None]
     from jax.experimental import multihost_utils
 
-    return np.asarray(multihost_utils.process_allgather(np.int64(value))).tolist()
+    words = np.ascontiguousarray(value).reshape(-1).view(np.uint32)
+    gathered = np.asarray(multihost_utils.process_allgather(words))
+    return gathered.view(value.dtype).reshape(-1, *value.shape)
 
 
 def is_split_rows(tree: Any) -> bool:

@@ -101,3 +101,42 @@ def test_the_command_line_on_two_processes_writes_one_run_directory_and_resumes(
     again = json.loads((out / "summary.json").read_text())
     metrics = [k for k in first if k.endswith(("_loss", "_accuracy"))]
     assert {k: again[k] for k in metrics} == {k: first[k] for k in metrics}
+
+
+@pytest.mark.slow
+def test_the_command_line_on_two_processes_reads_one_file_per_process(tmp_path):
+    digits = data.load("digits")
+    for i, rows in enumerate((slice(0, 900), slice(900, None))):  # 900 and 897 samples
+        np.savez(tmp_path / f"part-{i}.npz", x=digits.x[rows], y=digits.y[rows])
+    config = tmp_path / "parts.toml"
+    config.write_text(
+        '[data]\nsource = "part-{process}.npz"\ntest = 0.2\n[model]\nhidden = [32]\n'
+        "[train]\nepochs = 3\nbatch_size = 64\n"
+    )
+    outs = _train_on_two_processes(str(config), "--out", "run", cwd=tmp_path)
+    # Each file split alone: 720 + 180 and 718 + 179 rows; both cut to 718 + 179.
+    assert "(1436 train samples)" in outs[0]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    metrics = [json.loads(line) for line in lines]
+
+    # The same run in one process over the files' parts joined in process order,
+    # standardised with the statistics of all training rows.
+    parts = [data.split(data.load(tmp_path / f"part-{i}.npz"), validation=0.0, test=0.2, seed=0)
+             for i in range(2)]  # fmt: skip
+
+    def joined(part: str, rows: int) -> data.Dataset:
+        kept = [getattr(p, part) for p in parts]
+        x, y = (np.concatenate([getattr(k, a)[:rows] for k in kept]) for a in ("x", "y"))
+        return data.Dataset(x, y, 10, part)
+
+    joined, _ = data.standardize(data.Splits(joined("train", 718), None, joined("test", 179)))
+    net = MLP((64, 32, 10), activation="relu", cost="softmax_cross_entropy")
+    _, history = fit(net, optim.make("adam", 1e-3), joined.train, epochs=3, batch_size=64,
+                     eval={"test": joined.test}, key=jax.random.key(0))  # fmt: skip
+    # Two devices' partial sums and an all-reduce against one device's sums, and the
+    # statistics summed over two processes: agreement to float32 rounding, amplified
+    # by 3 epochs of Adam.
+    for name in ("train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_allclose([m[name] for m in metrics], history[name], rtol=1e-4)
+    assert summary["test_loss"] == pytest.approx(history["test_loss"][-1], rel=1e-4)
