@@ -93,13 +93,14 @@ def split_rows(tree: Any, mesh: Mesh | None) -> Any:
     def global_array(a: np.ndarray) -> jax.Array:
         n = a.shape[0]
         padded = -(-n // mesh.size) * mesh.size
+        dtype = jax.dtypes.canonicalize_dtype(a.dtype)  # int64 is int32 unless x64 is on
 
         def rows(index: tuple[slice, ...]) -> np.ndarray:
             start, stop, _ = index[0].indices(padded)
-            block = a[start : min(stop, n)]
+            block = np.asarray(a[start : min(stop, n)], dtype)
             return np.pad(block, [(0, stop - start - len(block))] + [(0, 0)] * (a.ndim - 1))
 
-        return jax.make_array_from_callback((padded, *a.shape[1:]), split, rows, dtype=a.dtype)
+        return jax.make_array_from_callback((padded, *a.shape[1:]), split, rows, dtype=dtype)
 
     return jax.tree.map(global_array, tree)
 

@@ -16,7 +16,8 @@ import funcbp
 from funcbp import optim, sharding
 
 SCRIPT = r"""
-import json, re, sys
+import json, re, sys, warnings
+warnings.simplefilter("error")  # as pytest runs the tests
 import jax, numpy as np
 import funcbp
 from funcbp import data, optim
@@ -28,8 +29,10 @@ net = funcbp.MLP((64, 32, 10), activation="relu", cost="softmax_cross_entropy")
 out = {}
 for engine in ("backprop", "autodiff"):
     for devices in (jax.devices(), jax.devices()[:1]):
+        # int64 labels, as NumPy makes them: placed as int32 without a warning.
+        train = (parts.train.x, parts.train.y.astype(np.int64))
         state, history = funcbp.fit(
-            net, optim.make("adam", 1e-3), parts.train, epochs=3, batch_size=64, engine=engine,
+            net, optim.make("adam", 1e-3), train, epochs=3, batch_size=64, engine=engine,
             eval={"test": parts.test}, key=jax.random.key(0), devices=devices,
         )
         w = state.params[0]["w"]
