@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / f"{args.config.stem}-{stamp}"
     enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
     try:
-        _start_distributed(args)
+        _start_distributed(args, config.distributed)
         summary = run.train(config, out, resume=args.resume is not None)
     except ValueError as err:  # bad data, a used or unresumable --out, an unreadable checkpoint
         return _fail(str(err))
@@ -127,15 +127,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_distributed(args: argparse.Namespace) -> None:
-    """``jax.distributed.initialize`` when asked to (flags or environment); else nothing."""
-    if not (args.distributed or args.coordinator or args.num_processes is not None):
+def _start_distributed(args: argparse.Namespace, configured) -> None:
+    """``jax.distributed.initialize`` when the flags or the config's ``[distributed]`` ask.
+
+    The flags win over the config; without a coordinator JAX finds one in the
+    environment (``JAX_COORDINATOR_ADDRESS``, SLURM, Open MPI, ...).
+    """
+    coordinator = args.coordinator or configured.coordinator or None
+    num_processes = args.num_processes or configured.num_processes or None
+    if not (args.distributed or configured.detect or coordinator or num_processes):
         return
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU processes
     try:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        jax.distributed.initialize(coordinator, num_processes, args.process_id)
     except (RuntimeError, TypeError, ValueError) as err:
         raise ValueError(f"jax.distributed could not start: {err}") from None
 

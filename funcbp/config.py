@@ -1,6 +1,6 @@
 """Run configuration: TOML -> a typed, frozen ``RunConfig``, with ``--set`` overrides.
 
-A run file has four tables; every key is optional but ``data.source`` and
+A run file has up to five tables; every key is optional but ``data.source`` and
 ``model.hidden``::
 
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
@@ -12,6 +12,8 @@ A run file has four tables; every key is optional but ``data.source`` and
                  patience = 0 (off)   dtype = "float32"
                  checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
                  diagnostics_every = 0 (off; steps between per-layer statistics)
+    [distributed]  coordinator = "" (or process 0's "host:port")   num_processes = 0 (one)
+                 detect = false (true: what JAX detects, SLURM, Open MPI, ...)
 
 The network's input and output widths come from the data. An unknown key, a
 wrong type or an invalid value raises ``ConfigError`` with one line naming the
@@ -79,11 +81,21 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """``jax.distributed`` for the run; each process adds its own ``--process-id``."""
+
+    coordinator: str = ""  # process 0's "host:port"; "": one process, unless detect
+    num_processes: int = 0  # with a coordinator
+    detect: bool = False  # start with what JAX detects (SLURM, Open MPI, Kubernetes, Cloud TPU)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     data: DataConfig
     model: ModelConfig
     optimizer: OptimizerConfig
     train: TrainConfig
+    distributed: DistributedConfig = DistributedConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML/JSON-ready values, ``optimizer.options`` flattened into its table."""
@@ -96,7 +108,7 @@ class RunConfig:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
-             "train": TrainConfig}  # fmt: skip
+             "train": TrainConfig, "distributed": DistributedConfig}  # fmt: skip
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
@@ -194,6 +206,7 @@ _TYPE_NAMES = {
 
 def _check_values(config: RunConfig) -> None:
     d, m, o, t = config.data, config.model, config.optimizer, config.train
+    _check_distributed(config.distributed)
     for key, value in (("data.validation", d.validation), ("data.test", d.test)):
         if not 0 <= value < 1:
             raise ConfigError(f"{key}: expected a fraction in [0, 1), got {value}")
@@ -238,6 +251,25 @@ def _check_values(config: RunConfig) -> None:
     if t.diagnostics_every < 0:
         raise ConfigError(
             f"train.diagnostics_every: expected an integer >= 0 (0: off), got {t.diagnostics_every}"
+        )
+
+
+def _check_distributed(c: DistributedConfig) -> None:
+    host, colon, port = c.coordinator.rpartition(":")
+    if c.coordinator and not (colon and host and port.isdigit()):
+        raise ConfigError(
+            f"distributed.coordinator: expected process 0's address as host:port, "
+            f"got {c.coordinator!r}"
+        )
+    if c.num_processes < 0:
+        raise ConfigError(
+            f"distributed.num_processes: expected an integer >= 0 (0: one process), "
+            f"got {c.num_processes}"
+        )
+    if bool(c.coordinator) != bool(c.num_processes):
+        raise ConfigError(
+            "distributed.coordinator and distributed.num_processes go together: "
+            "give both, or neither (detect = true finds them on a cluster)"
         )
 
 

@@ -161,6 +161,10 @@ BAD_CONFIGS = [
     ("[dat]\nsource = 'digits'\n", r"unknown section \[dat\]"),
     ("[data\nsource = 'digits'\n", r"is not valid TOML"),
     ("[data]\nsource = 'no-such-set'\n[model]\nhidden = [8]\n", r"no-such-set"),
+    ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\n[distributed]\ncoordinator = 'host'\n"
+     "num_processes = 2\n", r"distributed\.coordinator: expected process 0's address as host:port"),
+    ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\n[distributed]\nnum_processes = 2\n",
+     r"distributed\.coordinator and distributed\.num_processes go together"),
 ]  # fmt: skip
 
 

@@ -64,12 +64,16 @@ def test_two_processes_end_with_identical_parameters_equal_to_one_process():
     np.testing.assert_allclose(results[0]["w"], state.params[0]["w"], rtol=1e-3, atol=1e-5)
 
 
-def _train_on_two_processes(*args: str, cwd: Path) -> list[str]:
-    """``funcbp train ARGS`` as two jax.distributed processes; their standard outputs."""
-    port = str(_free_port())
+def _train_on_two_processes(*args: str, cwd: Path, port: int | None = None) -> list[str]:
+    """``funcbp train ARGS`` as two jax.distributed processes; their standard outputs.
+
+    Given ``port``, the config names the coordinator: only ``--process-id`` is passed.
+    """
     env = {**os.environ, "FUNCBP_CACHE_DIR": ""}
-    command = [sys.executable, "-m", "funcbp", "train", *args, "--coordinator",
-               f"127.0.0.1:{port}", "--num-processes", "2", "--process-id"]  # fmt: skip
+    command = [sys.executable, "-m", "funcbp", "train", *args]
+    if port is None:
+        command += ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    command.append("--process-id")
     procs = [subprocess.Popen([*command, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=cwd, env=env) for i in range(2)]  # fmt: skip
     try:
@@ -105,15 +109,17 @@ def test_the_command_line_on_two_processes_writes_one_run_directory_and_resumes(
 
 @pytest.mark.slow
 def test_the_command_line_on_two_processes_reads_one_file_per_process(tmp_path):
+    """Each process reads its own file; jax.distributed starts from the config's table."""
     digits = data.load("digits")
     for i, rows in enumerate((slice(0, 900), slice(900, None))):  # 900 and 897 samples
         np.savez(tmp_path / f"part-{i}.npz", x=digits.x[rows], y=digits.y[rows])
-    config = tmp_path / "parts.toml"
+    config, port = tmp_path / "parts.toml", _free_port()
     config.write_text(
         '[data]\nsource = "part-{process}.npz"\ntest = 0.2\n[model]\nhidden = [32]\n'
         "[train]\nepochs = 3\nbatch_size = 64\n"
+        f'[distributed]\ncoordinator = "127.0.0.1:{port}"\nnum_processes = 2\n'
     )
-    outs = _train_on_two_processes(str(config), "--out", "run", cwd=tmp_path)
+    outs = _train_on_two_processes(str(config), "--out", "run", cwd=tmp_path, port=port)
     # Each file split alone: 720 + 180 and 718 + 179 rows; both cut to 718 + 179.
     assert "(1436 train samples)" in outs[0]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
