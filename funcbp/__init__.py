@@ -1,5 +1,9 @@
 """funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad."""
 
+from funcbp import small_loops
+
+small_loops.raise_threshold()  # before JAX's backend starts: see funcbp/small_loops.py
+
 from funcbp import activations, backprop, data, initializers, losses, optim, testing, train
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint

@@ -368,25 +368,21 @@ def _in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
 
 def _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block]:
     limit = jnp.asarray(epochs, jnp.int32)
-    while int(progress.epoch) < epochs and not bool(progress.stopped):
+    while (done := int(progress.epoch)) < epochs and not bool(progress.stopped):
         with sharding.on_mesh(mesh):
-            state, progress, metrics, params_finite = run(
-                state, progress, limit, xs, ys, device_eval
-            )
-        metrics, params_finite = jax.device_get((metrics, params_finite))  # once per block
-        ran = metrics.pop("ran")
-        bad_step = metrics.pop("nonfinite_step")[ran]
-        first = ("epoch", "train_loss")  # then the eval metrics, in name order
-        order = [*first, *sorted(set(metrics) - set(first))]
+            state, progress, outcome = run(state, progress, limit, xs, ys, device_eval)
+        metrics, ran, nonfinite_step, params_finite = jax.device_get(outcome)  # once per block
+        ran = int(ran)
         # NumPy's tolist: Python ints, floats, bools and (per-layer) lists, at C speed.
-        columns = {name: metrics[name][ran].astype(_PLAIN.get(metrics[name].dtype.kind)).tolist()
-                   for name in order}  # fmt: skip
+        columns = {"epoch": list(range(done + 1, done + ran + 1))}
+        for name in ["train_loss", *sorted(set(metrics) - {"train_loss"})]:
+            column = metrics[name][:ran]
+            columns[name] = column.astype(_PLAIN.get(column.dtype.kind)).tolist()
         diverged = None
-        if bad_step.any():
-            epoch = int(np.argmax(bad_step > 0))
-            diverged = (columns["epoch"][epoch], int(bad_step[epoch]))
+        if nonfinite_step:  # the run stopped after the epoch it happened in
+            diverged = (done + ran, int(nonfinite_step))
         elif not params_finite:  # the block's last update
-            diverged = (columns["epoch"][-1], int(state.step))
+            diverged = (done + ran, int(state.step))
         yield Block(state, progress, columns, diverged)
         if diverged:
             return
@@ -496,64 +492,62 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
                           diagnostics_every=every, mesh=mesh, samples=samples)  # fmt: skip
     monitor = f"{eval_names[0]}_loss" if eval_names else None
 
-    def one_epoch(carry, _, x, y, eval_data, limit):
-        state, progress = carry
-        active = (progress.epoch < limit) & ~progress.stopped
+    def one_epoch(state, progress, x, y, eval_data):
+        """One epoch, then evaluation: ``(state, progress, metrics, nonfinite_step)``.
 
-        def train(state):
-            return epoch_fn(state, x, y)
-
-        def skip(state):
-            outputs = jax.eval_shape(epoch_fn, state, x, y)[1]
-            return state, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), outputs)
-
+        ``nonfinite_step`` is the 1-based number of the first step whose loss is not
+        finite, 0 when all are.
+        """
         steps_before = state.step
-        state, outputs = jax.lax.cond(active, train, skip, state)
+        state, outputs = epoch_fn(state, x, y)
         losses = outputs if every is None else outputs[0]
         finite = jnp.isfinite(losses)
-        # 1-based number of the first step whose loss is not finite; 0 when all are.
         nonfinite_step = jnp.where(
             finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
         )
-        metrics = {
-            "epoch": progress.epoch + 1,
-            "train_loss": jnp.mean(losses),
-            "ran": active,
-            "nonfinite_step": nonfinite_step,
-        }
+        metrics = {"train_loss": jnp.mean(losses)}
         if every is not None:
             stats, sampled = outputs[1]
-            metrics.update(_diagnostics.epoch_summary(stats, active & sampled))
+            metrics.update(_diagnostics.epoch_summary(stats, sampled))
         for name, (ex, ey) in eval_data.items():
             for metric, value in evaluate(net, state.params, ex, ey).items():
                 metrics[f"{name}_{metric}"] = value
-        stopped = progress.stopped | (active & (nonfinite_step > 0))
+        stopped = nonfinite_step > 0
         if patience is not None:
             score = metrics[monitor].astype(jnp.float32)
-            better = active & (score < progress.best)
+            better = score < progress.best
             best_params = jax.tree.map(
                 lambda new, old: jnp.where(better, new, old), state.params, progress.best_params
             )
             best = jnp.where(better, score, progress.best)
             best_epoch = jnp.where(better, progress.epoch + 1, progress.best_epoch)
-            stopped |= active & (progress.epoch + 1 - best_epoch >= patience)
+            stopped |= progress.epoch + 1 - best_epoch >= patience
             progress = progress._replace(best_params=best_params, best=best, best_epoch=best_epoch)
-        progress = progress._replace(
-            epoch=progress.epoch + active.astype(jnp.int32), stopped=stopped
-        )
-        return (state, progress), metrics
+        progress = progress._replace(epoch=progress.epoch + 1, stopped=stopped)
+        return state, progress, metrics, nonfinite_step
 
     def block(state, progress, limit, x, y, eval_data):
-        (state, progress), metrics = jax.lax.scan(
-            lambda carry, i: one_epoch(carry, i, x, y, eval_data, limit),
-            (state, progress),
-            None,
-            length=per_call,
-        )
+        # Up to per_call epochs, fewer when the run reaches `limit` or stops (early
+        # stopping, a non-finite loss): a while loop, so no epoch is skipped in a branch.
+        shapes = jax.eval_shape(one_epoch, state, progress, x, y, eval_data)[2]
+        columns = jax.tree.map(lambda s: jnp.zeros((per_call, *s.shape), s.dtype), shapes)
+
+        def more(carry):
+            ran, _, progress, _, _ = carry
+            return (ran < per_call) & (progress.epoch < limit) & ~progress.stopped
+
+        def epoch(carry):
+            ran, state, progress, columns, _ = carry
+            state, progress, metrics, nonfinite_step = one_epoch(state, progress, x, y, eval_data)
+            columns = jax.tree.map(lambda c, value: c.at[ran].set(value), columns, metrics)
+            return ran + 1, state, progress, columns, nonfinite_step
+
+        start = (jnp.int32(0), state, progress, columns, jnp.int32(0))
+        ran, state, progress, columns, nonfinite_step = jax.lax.while_loop(more, epoch, start)
         # A step's loss is taken before its update, so a non-finite update shows in the
         # next step's loss, except for the block's last step: its parameters tell.
         leaves = jax.tree.leaves(state.params)
         params_finite = jnp.all(jnp.stack([jnp.isfinite(p).all() for p in leaves]))
-        return state, progress, metrics, params_finite
+        return state, progress, (columns, ran, nonfinite_step, params_finite)
 
     return SharedProgram(block)

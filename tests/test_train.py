@@ -195,6 +195,7 @@ def test_a_non_finite_loss_stops_training_and_names_epoch_and_step(iris):
     history = err.value.history
     assert history["epoch"] == [1] and not np.isfinite(history["train_loss"][0])
     assert 2 <= err.value.step <= len(x) // 8  # the first step's loss is the initial one
+    assert type(err.value.epoch) is int and type(err.value.step) is int  # JSON-ready
 
 
 def test_fit_blocks_resumed_from_any_block_ends_exactly_like_one_run(iris):
