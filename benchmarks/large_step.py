@@ -75,7 +75,11 @@ def _jit_step():
         return optax.apply_updates(params, updates), opt_state, loss
 
     params = net.init(jax.random.key(0))
-    opt_state = optimizer.init(params)
+    return _carrying(step, params, optimizer.init(params))
+
+
+def _carrying(step, params, opt_state):
+    """``run()``: one ``step(params, opt_state, x, y) -> (params, opt_state, loss)``, carried."""
     x, y = map(jnp.asarray, _data())
 
     def run():
@@ -134,14 +138,7 @@ def _equinox_step():
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
         return eqx.apply_updates(model, updates), opt_state, loss
 
-    x, y = map(jnp.asarray, _data())
-
-    def run():
-        nonlocal model, opt_state
-        model, opt_state, loss = step(model, opt_state, x, y)
-        loss.block_until_ready()
-
-    return run
+    return _carrying(step, model, opt_state)
 
 
 def _torch_step():
