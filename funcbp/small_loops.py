@@ -7,12 +7,13 @@ dispatching is nearly all of a fused training loop's time. XLA compiles a
 ``xla_cpu_small_while_loop_byte_threshold`` bytes (1 KiB by default) into a
 single function instead; the fused epochs of XOR access about 1.5 KiB. funcbp
 raises the threshold to 16 KiB when it is imported: only loops of tiny
-operations are affected, which then run about 4x faster (``benchmarks/training.py``).
+operations are affected, which then run about 5x faster (``benchmarks/training.py``).
 
 Set ``FUNCBP_SMALL_LOOP_BYTES`` to another size, or to 0 to keep XLA's default.
-Nothing changes when ``XLA_FLAGS`` already sets ``xla_backend_extra_options``
-(the user's choice stands), or when JAX's backend started before funcbp was
-imported (XLA reads its flags once, when it starts).
+``XLA_FLAGS`` is left as it is when it already sets ``xla_backend_extra_options``
+(the user's choice stands). The flag is inherited by child processes, and has no
+effect in a process whose JAX backend started before funcbp was imported (XLA
+reads its flags once, when it starts).
 """
 
 from __future__ import annotations
