@@ -47,6 +47,7 @@ from funcbp.train import (
     fit_blocks,
     init_progress,
     init_state,
+    inputs_in_dtype,
 )
 
 
@@ -398,13 +399,11 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     """The final losses and accuracies on ``parts`` (``{name: data set}``), and the run's facts."""
     # Inputs in the parameters' dtype, as fit evaluates them each epoch.
     dtype = jnp.result_type(state.params[0]["w"])
-    host = {name: (np.asarray(p.x, dtype), p.y) for name, p in parts.items()
-            if isinstance(p, _data.Dataset)}  # fmt: skip
-    params, final = sharding.replicate((state.params, host), sharding.data_mesh())
-    for name, part in parts.items():  # global arrays: each process holds its rows
-        if not isinstance(part, _data.Dataset):
-            x, y = part
-            final[name] = (x.astype(dtype), y if y.ndim == 1 else y.astype(dtype))
+    mesh = sharding.data_mesh()
+    params, final = sharding.replicate(state.params, mesh), {}
+    for name, part in parts.items():  # global arrays stay where they are
+        x, y = (part.x, part.y) if isinstance(part, _data.Dataset) else part
+        final[name] = inputs_in_dtype(x, y, dtype, lambda data: sharding.replicate(data, mesh))
     summary: dict[str, Any] = {"status": "completed"}
     for name, metrics in jax.device_get(_evaluate_splits(net, params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})

@@ -271,7 +271,7 @@ def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
     (``sharding.rows_from_processes``) stay where they are; the rows this process
     holds are the ones checked.
     """
-    if sharding.is_split_rows(dataset) and not isinstance(dataset, _data.Dataset):
+    if sharding.is_split_rows(dataset):  # never a Dataset: not a pytree of jax.Arrays
         x, y = dataset
         _data.check_fits((sharding.local_rows(x), sharding.local_rows(y)), net)
         return x, y
@@ -335,9 +335,9 @@ def fit_blocks(
     state, progress = sharding.replicate((state, progress), mesh)
     # The training rows split over the devices (padded to divide); evaluation sets on
     # every device, unless they came split.
-    xs, ys = _in_dtype(x, y, dtype, lambda data: sharding.split_rows(data, mesh))
+    xs, ys = inputs_in_dtype(x, y, dtype, lambda data: sharding.split_rows(data, mesh))
     device_eval = {
-        name: _in_dtype(ex, ey, dtype, lambda data: sharding.replicate(data, mesh))
+        name: inputs_in_dtype(ex, ey, dtype, lambda data: sharding.replicate(data, mesh))
         for name, (ex, ey) in eval_arrays.items()
     }
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
@@ -356,8 +356,8 @@ def _mesh_of(x, devices: Sequence[jax.Device] | None):
     return mesh
 
 
-def _in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
-    """Inputs (and targets, unless integer labels) in ``dtype`` on the devices.
+def inputs_in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
+    """Inputs (and targets, unless integer labels) in ``dtype`` on the devices, as ``fit`` has them.
 
     Host arrays are cast on the host, then ``place``d; global arrays are cast where they are.
     """
