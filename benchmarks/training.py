@@ -26,7 +26,9 @@ Two workloads, every method doing the same work:
   runs all 5000 steps inside one compiled program.
 
 The jit loops and the NumPy loop start from the parameters ``funcbp.fit`` draws
-with its default key, so the XOR runs follow the same trajectory.
+with its default key, so the XOR runs follow the same trajectory. The jit loops
+run with XLA's default options, as plain JAX does: without the two XLA:CPU
+options funcbp sets when imported (``funcbp/xla_cpu_flags.py``).
 
 How each number is measured:
 
@@ -85,6 +87,7 @@ DIGITS_METHODS = (
     "sklearn all thr",
 )
 XOR_METHODS = ("numpy loop", "jit loop (xor)", "funcbp fused (xor)")
+PLAIN_JAX_METHODS = ("jit loop", "jit loop (xor)")
 
 
 # --- inside one measured process ------------------------------------------------------
@@ -98,6 +101,8 @@ def _import_time(name: str) -> float:
     elif name == "numpy loop":
         import numpy  # noqa: F401
     else:
+        if name in PLAIN_JAX_METHODS:  # XLA's default options, as without funcbp
+            os.environ.update(FUNCBP_SMALL_LOOP_BYTES="0", FUNCBP_LOOP_UNROLLING="1")
         import jax.numpy as jnp
         import optax  # noqa: F401
 

@@ -1,8 +1,8 @@
 """funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad."""
 
-from funcbp import small_loops
+from funcbp import xla_cpu_flags
 
-small_loops.raise_threshold()  # before JAX's backend starts: see funcbp/small_loops.py
+xla_cpu_flags.set_flags()  # before JAX's backend starts: see funcbp/xla_cpu_flags.py
 
 from funcbp import activations, backprop, data, initializers, losses, optim, testing, train
 from funcbp.backprop import BackpropResult, ForwardCache
