@@ -5,9 +5,10 @@ weight matrix shaped ``[n_in, n_out]``: variance ``scale / fan``, with fan-in
 (axis 0), fan-out (axis 1) or their mean. The ``_normal`` variants draw from a
 normal truncated at two standard deviations, as Keras and ``jax.nn`` do.
 
-``init_weights`` draws every layer's matrix from one random draw and scales
-the slices: drawn layer by layer, each shape would compile its own random-bit
-generator, which on CPU costs about 0.2 s a layer before the first step.
+``init_weights`` draws one uniform array for every layer's matrix and maps
+each layer's slice to its distribution: drawn layer by layer (or one draw per
+distribution), each draw would compile its own random-bit generator, which on
+CPU costs about 0.1-0.2 s of compilation before the first step.
 """
 
 from __future__ import annotations
@@ -91,27 +92,31 @@ def init_weights(
     rules: Sequence[VarianceScaling],
     dtype: jnp.dtype,
 ) -> list[jax.Array]:
-    """One ``[n_in, n_out]`` matrix per layer, drawn by its rule from a single draw
-    per distribution."""
+    """One ``[n_in, n_out]`` matrix per layer, by its rule, from a single uniform draw.
+
+    A slice ``v`` of ``U[0, 1)`` becomes ``U[-1, 1)`` as ``2v - 1``, or the unit
+    normal truncated to ``[-2, 2]`` by inverting its distribution function, as
+    ``jax.random.truncated_normal`` does.
+    """
     sizes = [n_in * n_out for n_in, n_out in shapes]
-    k_normal, k_uniform = jax.random.split(key)
-    draws = {}
-    for distribution in {rule.distribution for rule in rules}:
-        total = sum(
-            n for n, rule in zip(sizes, rules, strict=True) if rule.distribution == distribution
-        )
-        if distribution == "uniform":
-            draws[distribution] = jax.random.uniform(k_uniform, (total,), dtype, -1.0, 1.0)
-        else:
-            draws[distribution] = jax.random.truncated_normal(k_normal, -2.0, 2.0, (total,), dtype)
-    used = dict.fromkeys(draws, 0)
-    weights = []
+    draw = jax.random.uniform(key, (sum(sizes),), dtype)
+    weights, start = [], 0
     for (n_in, n_out), n, rule in zip(shapes, sizes, rules, strict=True):
-        start = used[rule.distribution]
-        used[rule.distribution] += n
-        unit = draws[rule.distribution][start : start + n].reshape(n_in, n_out)
+        v = draw[start : start + n].reshape(n_in, n_out)
+        start += n
+        unit = 2 * v - 1 if rule.distribution == "uniform" else _truncated_normal(v)
         weights.append((unit * np.asarray(rule.factor(n_in, n_out), dtype)).astype(dtype))
     return weights
+
+
+def _truncated_normal(v: jax.Array) -> jax.Array:
+    """``U[0, 1)`` to the unit normal truncated to ``[-2, 2]``, as ``jax.random`` maps it."""
+    dtype = v.dtype
+    sqrt2 = np.asarray(np.sqrt(2), dtype)
+    low, high = (np.asarray(math.erf(bound / math.sqrt(2)), dtype) for bound in (-2.0, 2.0))
+    normal = sqrt2 * jax.lax.erf_inv(low + (high - low) * v)
+    lowest, highest = np.nextafter(np.asarray([-2.0, 2.0], dtype), np.asarray([0.0, 0.0], dtype))
+    return jnp.clip(normal, lowest, highest)
 
 
 def get(name: str, activation: str) -> VarianceScaling:
