@@ -539,7 +539,11 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         def epoch(carry):
             ran, state, progress, columns, _ = carry
             state, progress, metrics, nonfinite_step = one_epoch(state, progress, x, y, eval_data)
-            columns = jax.tree.map(lambda c, value: c.at[ran].set(value), columns, metrics)
+            columns = jax.tree.map(
+                lambda c, value: jax.lax.dynamic_update_index_in_dim(c, value, ran, 0),
+                columns,
+                metrics,
+            )
             return ran + 1, state, progress, columns, nonfinite_step
 
         start = (jnp.int32(0), state, progress, columns, jnp.int32(0))
