@@ -54,8 +54,12 @@ How each number is measured:
 * ms/epoch and steps/s "after compile": from that second run, as
   (wall time - its compile time) / epochs (or steps). scikit-learn and NumPy
   compile nothing. "steps/s incl. compile" is steps / total s of the first run.
+* Test accuracy over seeds (last, in the driving process, untimed): one run's
+  accuracy is a few of the 360 test images, so the digits runs are repeated
+  with seeds 0-9 (funcbp's ``key``, scikit-learn's ``random_state``), funcbp with
+  its default initialiser and with Glorot uniform weights, scikit-learn's rule.
 
-    python benchmarks/training.py [--repeats 3] [--only digits|xor]
+    python benchmarks/training.py [--repeats 3] [--only digits|xor] [--seeds 10]
 """
 
 from __future__ import annotations
@@ -179,7 +183,7 @@ def _funcbp_digits(engine: str, cache: str | None = None):
     return run
 
 
-def _sklearn_digits(blas_threads: int | None):
+def _sklearn_digits(blas_threads: int | None, random_state: int = 0):
     import threadpoolctl
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
@@ -198,7 +202,7 @@ def _sklearn_digits(blas_threads: int | None):
             max_iter=DIGITS_EPOCHS,
             alpha=0.0,
             shuffle=True,
-            random_state=0,
+            random_state=random_state,
             tol=0,
             n_iter_no_change=1000,
         )
@@ -464,10 +468,44 @@ def _xor_table(runs: dict[str, list[dict]]) -> None:
     )
 
 
+def _accuracy_over_seeds(seeds: int) -> None:
+    """Final test accuracy on digits over ``seeds`` seeds: one seed is a few test images."""
+    import jax
+    import numpy as np
+    import optax
+
+    import funcbp
+
+    parts = _digits_data()
+    results = {}
+    for initializer in ("auto", "glorot_uniform"):
+        net = funcbp.MLP(DIGITS_SIZES, activation="relu", cost="softmax_cross_entropy",
+                         initializer=initializer)  # fmt: skip
+        accuracies = []
+        for seed in range(seeds):
+            _, history = funcbp.fit(net, optax.adam(DIGITS_LR), parts.train, epochs=DIGITS_EPOCHS,
+                                    batch_size=DIGITS_BATCH, eval={"test": parts.test},
+                                    key=jax.random.key(seed))  # fmt: skip
+            accuracies.append(history["test_accuracy"][-1])
+        results[f"funcbp, {initializer} init"] = accuracies
+    results["scikit-learn"] = [
+        _sklearn_digits(1, random_state=seed)()["accuracy"] for seed in range(seeds)
+    ]
+    print(f"digits test accuracy over seeds 0-{seeds - 1} (the same {DIGITS_EPOCHS}-epoch runs)")
+    for name, accuracies in results.items():
+        a = np.asarray(accuracies)
+        print(f"  {name:<28} mean {a.mean():.4f}  min {a.min():.4f}  max {a.max():.4f}")
+    print(
+        "funcbp's auto init for ReLU is He normal with zero biases; scikit-learn draws\n"
+        "weights and biases from Glorot's uniform range"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per method")
     parser.add_argument("--only", choices=("digits", "xor"), help="run one workload")
+    parser.add_argument("--seeds", type=int, default=10, help="digits accuracy over this many")
     parser.add_argument("--one", choices=tuple(RUNNERS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -492,6 +530,9 @@ def main() -> None:
         _xor_table(run_fresh(__file__, XOR_METHODS, args.repeats))
         print()
     print(f"load average {os.getloadavg()[0]:.2f} at end")
+    if args.only in (None, "digits") and args.seeds:
+        print()  # last: funcbp's XLA options must not reach the measured processes
+        _accuracy_over_seeds(args.seeds)
 
 
 if __name__ == "__main__":
