@@ -62,6 +62,9 @@ class Interrupted(Exception):
         super().__init__(f"interrupted after epoch {epoch}; saved {path}")
         self.epoch, self.path = epoch, path
 
+    def __reduce__(self):  # picklable, like TrainingDiverged
+        return type(self), (self.epoch, self.path)
+
 
 class Prepared(NamedTuple):
     """Everything a run needs before anything is compiled."""

@@ -263,6 +263,9 @@ class TrainingDiverged(FloatingPointError):
         )
         self.epoch, self.step, self.history = epoch, step, history
 
+    def __reduce__(self):  # picklable, as a process pool running fits sends it back
+        return type(self), (self.epoch, self.step, self.history)
+
 
 def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
     """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``.

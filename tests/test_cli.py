@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import re
 import signal
 import struct
@@ -280,6 +281,12 @@ def test_a_run_killed_with_sigkill_resumes_to_identical_results(tmp_path, jax_ca
     assert done.returncode == 0, done.stderr
     _same_results(out, uninterrupted)
     _assert_complete_run(out, classification=True)
+
+
+def test_interrupted_pickles_whole():
+    err = run.Interrupted(7, Path("runs/x/checkpoints/step-000000070.npz"))
+    copy = pickle.loads(pickle.dumps(err))
+    assert (copy.epoch, copy.path, str(copy)) == (err.epoch, err.path, str(err))
 
 
 @pytest.mark.slow

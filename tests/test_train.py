@@ -1,5 +1,7 @@
 """Training: engines agree, early stopping, determinism, partial batches, bad input."""
 
+import pickle
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -196,6 +198,10 @@ def test_a_non_finite_loss_stops_training_and_names_epoch_and_step(iris):
     assert history["epoch"] == [1] and not np.isfinite(history["train_loss"][0])
     assert 2 <= err.value.step <= len(x) // 8  # the first step's loss is the initial one
     assert type(err.value.epoch) is int and type(err.value.step) is int  # JSON-ready
+    # It crosses process boundaries whole (a process pool running fits returns it).
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (copy.epoch, copy.step, str(copy)) == (err.value.epoch, err.value.step, str(err.value))
+    np.testing.assert_equal(copy.history, history)  # NaN included
 
 
 def test_fit_blocks_resumed_from_any_block_ends_exactly_like_one_run(iris):
