@@ -182,7 +182,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     if process_data.is_per_process(config.data.source):  # each process has its own rows
         parts = process_data.global_parts(parts)
     eval_sets = {name: part for name, part in parts.items() if name != "train"}
-    n_train = len(_inputs(parts["train"]))
+    n_train = len(_arrays(parts["train"])[0])
     blocks = fit_blocks(  # checks its arguments (a batch that does not divide, ...) now
         net, optimizer, parts["train"], epochs=t.epochs, engine=t.engine, eval=eval_sets,
         batch_size=None if t.batch_size == "full" else min(t.batch_size, n_train),
@@ -351,9 +351,9 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
     }
 
 
-def _inputs(part: _data.Dataset | tuple[jax.Array, jax.Array]):
-    """``x`` of a data set on the host, or of global arrays (``process_data.global_parts``)."""
-    return part.x if isinstance(part, _data.Dataset) else part[0]
+def _arrays(part: _data.Dataset | tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
+    """``(x, y)`` of a data set on the host, or global arrays (``process_data.global_parts``)."""
+    return (part.x, part.y) if isinstance(part, _data.Dataset) else part
 
 
 def _headline(config: _config.RunConfig, net: MLP, n_train: int) -> str:
@@ -405,8 +405,9 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     mesh = sharding.data_mesh()
     params, final = sharding.replicate(state.params, mesh), {}
     for name, part in parts.items():  # global arrays stay where they are
-        x, y = (part.x, part.y) if isinstance(part, _data.Dataset) else part
-        final[name] = inputs_in_dtype(x, y, dtype, lambda data: sharding.replicate(data, mesh))
+        final[name] = inputs_in_dtype(
+            *_arrays(part), dtype, lambda data: sharding.replicate(data, mesh)
+        )
     summary: dict[str, Any] = {"status": "completed"}
     for name, metrics in jax.device_get(_evaluate_splits(net, params, final)).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
