@@ -542,9 +542,13 @@ class Standardizer(NamedTuple):
     def fit(cls, dataset: Dataset) -> Standardizer:
         """Statistics of ``dataset.x`` (computed in float64)."""
         x = dataset.x
-        std = x.std(axis=0, dtype=np.float64)
-        std[np.ptp(x, axis=0) == 0] = 1.0
-        return cls(x.mean(axis=0, dtype=np.float64).astype(np.float32), std.astype(np.float32))
+        mean, std = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64)
+        return cls.from_moments(mean, std, constant=np.ptp(x, axis=0) == 0)
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray, constant: np.ndarray) -> Standardizer:
+        """From per-feature ``[n_features]`` mean and std; ``constant`` columns get std 1."""
+        return cls(mean.astype(np.float32), np.where(constant, 1.0, std).astype(np.float32))
 
     def apply(self, dataset: Dataset) -> Dataset:
         """``dataset`` with ``x`` standardised; ``y`` is left as it is."""
@@ -557,11 +561,12 @@ class Standardizer(NamedTuple):
         return dataclasses.replace(dataset, x=x)
 
 
-def standardize(splits: Splits) -> tuple[Splits, Standardizer]:
-    """Standardises every part with the statistics of ``splits.train`` only.
+def standardize(splits: Splits, stats: Standardizer | None = None) -> tuple[Splits, Standardizer]:
+    """Standardises every part with ``stats``, by default those of ``splits.train`` only.
 
     Returns:
       The standardised splits and the ``Standardizer``, to apply to later data.
     """
-    stats = Standardizer.fit(splits.train)
+    if stats is None:
+        stats = Standardizer.fit(splits.train)
     return Splits(*(None if part is None else stats.apply(part) for part in splits)), stats

@@ -92,9 +92,8 @@ def standardize(splits: _data.Splits) -> _data.Splits:
     extremes = sharding.from_every_process(np.stack([x.min(axis=0), x.max(axis=0)]))
     squares = sharding.from_every_process(((x - mean) ** 2).sum(axis=0)).sum(axis=0)
     std = np.sqrt(squares / count_and_sum[:, 0].sum())
-    std[extremes[:, 0].min(axis=0) == extremes[:, 1].max(axis=0)] = 1.0  # constant columns
-    stats = _data.Standardizer(mean.astype(np.float32), std.astype(np.float32))
-    return _data.Splits(*(None if part is None else stats.apply(part) for part in splits))
+    constant = extremes[:, 0].min(axis=0) == extremes[:, 1].max(axis=0)
+    return _data.standardize(splits, _data.Standardizer.from_moments(mean, std, constant))[0]
 
 
 def global_parts(parts: dict[str, _data.Dataset]) -> dict[str, tuple[Any, Any]]:

@@ -324,6 +324,18 @@ def test_standardize_uses_training_statistics_only():
         stats.apply(data.load("iris"))
 
 
+def test_standardize_applies_given_statistics_to_every_part():
+    parts = data.split(data.load("iris"), validation=0.2, test=0.2, seed=0)
+    stats = data.Standardizer.from_moments(
+        np.arange(4.0), np.array([1.0, 2.0, 0.0, 4.0]), constant=np.array([0, 0, 1, 0], bool)
+    )
+    np.testing.assert_array_equal(stats.std, [1.0, 2.0, 1.0, 4.0])  # the constant column: 1
+    scaled, same = data.standardize(parts, stats)
+    assert same is stats
+    for part, original in zip(scaled, parts, strict=True):
+        np.testing.assert_allclose(part.x, (original.x - np.arange(4.0)) / stats.std, rtol=1e-6)
+
+
 def test_standardized_digits_stay_finite():
     scaled, stats = data.standardize(data.split(data.load("digits"), seed=0))
     assert (stats.std == 1).any()  # digits has always-blank pixels
