@@ -529,6 +529,10 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         progress = progress._replace(epoch=progress.epoch + 1, stopped=stopped)
         return state, progress, metrics, nonfinite_step
 
+    # Jitted, so the loop body reuses the trace made for the metrics' shapes (XLA
+    # inlines the call: the compiled program is the same).
+    one_epoch = jax.jit(one_epoch)
+
     def block(state, progress, limit, x, y, eval_data):
         # Up to per_call epochs, fewer when the run reaches `limit` or stops (early
         # stopping, a non-finite loss): a while loop, so no epoch is skipped in a branch.
