@@ -403,13 +403,16 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     # Inputs in the parameters' dtype, as fit evaluates them each epoch.
     dtype = jnp.result_type(state.params[0]["w"])
     mesh = sharding.data_mesh()
-    params, final = sharding.replicate(state.params, mesh), {}
+    split = functools.partial(sharding.split_rows, mesh=mesh)
+    params, rows, final = sharding.replicate(state.params, mesh), [], {}
     for name, part in parts.items():  # global arrays stay where they are
-        final[name] = inputs_in_dtype(
-            *_arrays(part), dtype, lambda data: sharding.replicate(data, mesh)
-        )
+        x, y = _arrays(part)
+        rows.append((name, len(x)))
+        final[name] = inputs_in_dtype(x, y, dtype, split)
+    with sharding.on_mesh(mesh):
+        evaluated = _evaluate_splits(net, tuple(rows), params, final)
     summary: dict[str, Any] = {"status": "completed"}
-    for name, metrics in jax.device_get(_evaluate_splits(net, params, final)).items():
+    for name, metrics in jax.device_get(evaluated).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
     devices = jax.devices()
     stopped_early = bool(progress.stopped) and progress.best_params is not None
@@ -425,10 +428,13 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     return summary
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _evaluate_splits(net: MLP, params, splits: dict[str, tuple]) -> dict[str, dict[str, Any]]:
-    """``evaluate`` on every split, compiled as one program."""
-    return {name: evaluate(net, params, x, y) for name, (x, y) in splits.items()}
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _evaluate_splits(net: MLP, rows, params, splits: dict[str, tuple]) -> dict[str, dict[str, Any]]:
+    """``evaluate`` on every split, compiled as one program.
+
+    ``rows``: ``((name, n), ...)``; rows of a split beyond its ``n`` pad it over the devices.
+    """
+    return {name: evaluate(net, params, *(a[:n] for a in splits[name])) for name, n in rows}
 
 
 def _versions() -> dict[str, str]:

@@ -1,13 +1,13 @@
 """Data parallelism over a one-axis ``data`` mesh: the data split by rows, the rest replicated.
 
 ``fit`` puts the parameters and optimizer state on every device of the mesh and
-the training rows split along ``data``: each device holds ``n / devices`` of them
-and each process copies only its own devices' rows. Inside the compiled epoch
-every mini-batch is gathered from the split rows (XLA gathers locally, then
-all-reduces the batch, never the data set) and constrained to be split along its
-first axis; XLA's partitioner then computes each device's part of the forward
-and backward pass and inserts the all-reduce that turns the per-device gradient
-sums into the batch mean. One device needs no mesh: the program is the
+the training and evaluation rows split along ``data``: each device holds
+``n / devices`` of them and each process copies only its own devices' rows.
+Inside the compiled epoch every mini-batch is gathered from the split rows (XLA
+gathers locally, then all-reduces the batch, never the data set) and constrained
+to be split along its first axis; XLA's partitioner then computes each device's
+part of the forward and backward pass and inserts the all-reduce that turns the
+per-device gradient sums into the batch mean. One device needs no mesh: the program is the
 single-device one. ``fit`` traces and runs under ``jax.set_mesh(mesh)``, so code
 inside it (a custom optax transformation, say) may use bare ``PartitionSpec``\\ s.
 

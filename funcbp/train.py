@@ -332,16 +332,17 @@ def fit_blocks(
         progress = init_progress(state, patience)
 
     per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
-    run = _compile_block(net, optimizer, engine, batch_size, per_call, tuple(eval), patience,
+    eval_rows = tuple((name, len(ex)) for name, (ex, _) in eval_arrays.items())
+    run = _compile_block(net, optimizer, engine, batch_size, per_call, eval_rows, patience,
                          diagnostics_every, mesh, len(x))  # fmt: skip
     dtype = jnp.result_type(state.params[0]["w"])
     state, progress = sharding.replicate((state, progress), mesh)
-    # The training rows split over the devices (padded to divide); evaluation sets on
-    # every device, unless they came split.
-    xs, ys = inputs_in_dtype(x, y, dtype, lambda data: sharding.split_rows(data, mesh))
+    # Training and evaluation rows split over the devices (padded to divide), so each
+    # device evaluates its share.
+    split = functools.partial(sharding.split_rows, mesh=mesh)
+    xs, ys = inputs_in_dtype(x, y, dtype, split)
     device_eval = {
-        name: inputs_in_dtype(ex, ey, dtype, lambda data: sharding.replicate(data, mesh))
-        for name, (ex, ey) in eval_arrays.items()
+        name: inputs_in_dtype(ex, ey, dtype, split) for name, (ex, ey) in eval_arrays.items()
     }
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
     return _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval)
@@ -483,9 +484,12 @@ def _check_counts(**counts) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, patience, every,
+def _compile_block(net, optimizer, engine, batch_size, per_call, eval_rows, patience, every,
                    mesh, samples):  # fmt: skip
     """One jitted call: ``per_call`` epochs on the first ``samples`` rows, each then evaluated.
+
+    ``eval_rows``: ``((name, rows), ...)``, each evaluation set's real rows (as for
+    training, rows beyond them only pad the data to divide over the devices).
 
     Cached, so a second ``fit`` with the same network, optimizer object and settings
     reuses the compiled program instead of tracing and compiling it again; with an
@@ -493,7 +497,7 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
     """
     epoch_fn = make_epoch(net, optimizer, batch_size=batch_size, engine=engine,
                           diagnostics_every=every, mesh=mesh, samples=samples)  # fmt: skip
-    monitor = f"{eval_names[0]}_loss" if eval_names else None
+    monitor = f"{eval_rows[0][0]}_loss" if eval_rows else None
 
     def one_epoch(state, progress, x, y, eval_data):
         """One epoch, then evaluation: ``(state, progress, metrics, nonfinite_step)``.
@@ -512,8 +516,9 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_names, pat
         if every is not None:
             stats, sampled = outputs[1]
             metrics.update(_diagnostics.epoch_summary(stats, sampled))
-        for name, (ex, ey) in eval_data.items():
-            for metric, value in evaluate(net, state.params, ex, ey).items():
+        for name, rows in eval_rows:
+            ex, ey = eval_data[name]
+            for metric, value in evaluate(net, state.params, ex[:rows], ey[:rows]).items():
                 metrics[f"{name}_{metric}"] = value
         stopped = nonfinite_step > 0
         if patience is not None:

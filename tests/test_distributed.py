@@ -97,6 +97,10 @@ def test_the_command_line_on_two_processes_writes_one_run_directory_and_resumes(
     assert "run directory" in outs[0] and "epoch" not in outs[1]
     first = json.loads((out / "summary.json").read_text())
     assert first["device_count"] == 2 and first["epochs"] == 2
+    # The summary evaluates the 359 test rows split over the 2 devices (padded to 360)
+    # as fit did after the last epoch: the padding row counts in neither.
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert first["test_loss"] == pytest.approx(last["test_loss"], rel=1e-6)
     # As if killed after epoch 1: the last checkpoint and the summary are gone.
     (out / "summary.json").unlink()
     for path in (out / "checkpoints").glob(f"step-{first['steps']:09d}.*"):

@@ -40,19 +40,23 @@ for engine in ("backprop", "autodiff"):
             "history": history, "w": np.asarray(w).tolist(), "on": len(w.sharding.device_set),
         }
 # The 4-device program: each device holds a quarter of the training rows (1438 padded
-# to 1440), gathers its part of each batch from them, and all-reduces the gradient.
+# to 1440), gathers its part of each batch from them, and all-reduces the gradient;
+# it holds and evaluates a quarter of the test rows too (359 padded to 360).
 mesh = funcbp.sharding.data_mesh()
 opt = optim.make("adam", 1e-3)
-n = len(parts.train)
-block = _compile_block(net, opt, "backprop", 64, 3, ("test",), None, None, mesh, n)
+n, n_test = len(parts.train), len(parts.test)
+block = _compile_block(net, opt, "backprop", 64, 3, (("test", n_test),), None, None, mesh, n)
 state = funcbp.sharding.replicate(funcbp.init_state(net, opt, jax.random.key(0)), mesh)
 xs, ys = funcbp.sharding.split_rows((parts.train.x, parts.train.y), mesh)
+test = funcbp.sharding.split_rows((parts.test.x, parts.test.y), mesh)
 with funcbp.sharding.on_mesh(mesh):
     hlo = block.lower(state, funcbp.train.init_progress(state), np.int32(3), xs, ys,
-                      {"test": (parts.test.x, parts.test.y)}).compile().as_text()
+                      {"test": test}).compile().as_text()
 out["program"] = {"all_reduce": "all-reduce(" in hlo,
-                  "all_gather_rows": bool(re.search(r"\[1440,64\]\S* all-gather\(", hlo)),
-                  "rows_per_device": xs.addressable_shards[0].data.shape[0], "n": n}
+                  "all_gather_rows": bool(re.search(r"\[(1440|360),64\]\S* all-gather\(", hlo)),
+                  "rows_per_device": xs.addressable_shards[0].data.shape[0], "n": n,
+                  "test_rows_per_device": test[0].addressable_shards[0].data.shape[0],
+                  "evaluated_per_device": bool(re.search(r"f32\[90,64\]", hlo))}
 print(json.dumps(out))
 """
 
@@ -65,7 +69,8 @@ def test_four_devices_give_the_one_device_history_for_both_engines():
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["program"] == {"all_reduce": True, "all_gather_rows": False,
-                              "rows_per_device": 360, "n": 1438}  # fmt: skip
+                              "rows_per_device": 360, "n": 1438, "test_rows_per_device": 90,
+                              "evaluated_per_device": True}  # fmt: skip
     for engine in funcbp.train.ENGINES:
         four, one = out[f"{engine}/4"], out[f"{engine}/1"]
         assert (four["on"], one["on"]) == (4, 1)
