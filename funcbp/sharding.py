@@ -7,9 +7,10 @@ Inside the compiled epoch every mini-batch is gathered from the split rows (XLA
 gathers locally, then all-reduces the batch, never the data set) and constrained
 to be split along its first axis; XLA's partitioner then computes each device's
 part of the forward and backward pass and inserts the all-reduce that turns the
-per-device gradient sums into the batch mean. One device needs no mesh: the program is the
-single-device one. ``fit`` traces and runs under ``jax.set_mesh(mesh)``, so code
-inside it (a custom optax transformation, say) may use bare ``PartitionSpec``\\ s.
+per-device gradient sums into the batch mean. One device needs no mesh: the
+program is the single-device one. ``fit`` traces and runs under
+``jax.set_mesh(mesh)``, so code inside it (a custom optax transformation, say)
+may use bare ``PartitionSpec``\\ s.
 
 Several processes (``jax.distributed``) either all pass the same host arrays to
 ``fit`` (each copies its rows to its devices) or each passes only the rows it
