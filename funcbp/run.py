@@ -17,7 +17,6 @@ the resumed run compiles the same block.
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import json
 import math
@@ -43,11 +42,11 @@ from funcbp.mlp import MLP
 from funcbp.train import (
     TrainingDiverged,
     TrainState,
-    evaluate,
+    eval_sets_on_devices,
+    evaluate_sets,
     fit_blocks,
     init_progress,
     init_state,
-    inputs_in_dtype,
 )
 
 
@@ -403,14 +402,10 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     # Inputs in the parameters' dtype, as fit evaluates them each epoch.
     dtype = jnp.result_type(state.params[0]["w"])
     mesh = sharding.data_mesh()
-    split = functools.partial(sharding.split_rows, mesh=mesh)
-    params, rows, final = sharding.replicate(state.params, mesh), [], {}
-    for name, part in parts.items():  # global arrays stay where they are
-        x, y = _arrays(part)
-        rows.append((name, len(x)))
-        final[name] = inputs_in_dtype(x, y, dtype, split)
+    # Global arrays stay where they are.
+    rows, final = eval_sets_on_devices({n: _arrays(p) for n, p in parts.items()}, dtype, mesh)
     with sharding.on_mesh(mesh):
-        evaluated = _evaluate_splits(net, tuple(rows), params, final)
+        evaluated = _evaluate_splits(net, sharding.replicate(state.params, mesh), rows, final)
     summary: dict[str, Any] = {"status": "completed"}
     for name, metrics in jax.device_get(evaluated).items():
         summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
@@ -428,13 +423,8 @@ def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]
     return summary
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _evaluate_splits(net: MLP, rows, params, splits: dict[str, tuple]) -> dict[str, dict[str, Any]]:
-    """``evaluate`` on every split, compiled as one program.
-
-    ``rows``: ``((name, n), ...)``; rows of a split beyond its ``n`` pad it over the devices.
-    """
-    return {name: evaluate(net, params, *(a[:n] for a in splits[name])) for name, n in rows}
+# ``evaluate_sets`` on every split, compiled as one program.
+_evaluate_splits = jax.jit(evaluate_sets, static_argnums=(0, 2))
 
 
 def _versions() -> dict[str, str]:

@@ -332,18 +332,13 @@ def fit_blocks(
         progress = init_progress(state, patience)
 
     per_call = epochs_per_call or max(1, math.ceil(epochs / 50))
-    eval_rows = tuple((name, len(ex)) for name, (ex, _) in eval_arrays.items())
+    dtype = jnp.result_type(state.params[0]["w"])
+    eval_rows, device_eval = eval_sets_on_devices(eval_arrays, dtype, mesh)
     run = _compile_block(net, optimizer, engine, batch_size, per_call, eval_rows, patience,
                          diagnostics_every, mesh, len(x))  # fmt: skip
-    dtype = jnp.result_type(state.params[0]["w"])
     state, progress = sharding.replicate((state, progress), mesh)
-    # Training and evaluation rows split over the devices (padded to divide), so each
-    # device evaluates its share.
-    split = functools.partial(sharding.split_rows, mesh=mesh)
-    xs, ys = inputs_in_dtype(x, y, dtype, split)
-    device_eval = {
-        name: inputs_in_dtype(ex, ey, dtype, split) for name, (ex, ey) in eval_arrays.items()
-    }
+    # The training rows split over the devices (padded to divide), as the evaluation sets.
+    xs, ys = inputs_in_dtype(x, y, dtype, functools.partial(sharding.split_rows, mesh=mesh))
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
     return _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval)
 
@@ -368,6 +363,28 @@ def inputs_in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
     if isinstance(x, jax.Array):  # already placed: sharding.rows_from_processes
         return x.astype(dtype), y if y.ndim == 1 else y.astype(dtype)
     return place((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
+
+
+def eval_sets_on_devices(
+    eval_arrays: Mapping[str, tuple[Any, Any]], dtype, mesh: Mesh | None
+) -> tuple[tuple[tuple[str, int], ...], dict[str, tuple[Array, Array]]]:
+    """Evaluation sets ``{name: (x, y)}`` as ``fit`` holds them: ``(rows, on_devices)``.
+
+    ``on_devices``: each set in ``dtype`` (``inputs_in_dtype``), split by rows over
+    the devices and padded to divide, so each device evaluates its share;
+    ``rows``: ``((name, n), ...)``, each set's real rows, for ``evaluate_sets``.
+    """
+    split = functools.partial(sharding.split_rows, mesh=mesh)
+    rows = tuple((name, len(x)) for name, (x, _) in eval_arrays.items())
+    return rows, {name: inputs_in_dtype(x, y, dtype, split) for name, (x, y) in eval_arrays.items()}
+
+
+def evaluate_sets(net: MLP, params: Params, rows, on_devices) -> dict[str, dict[str, Array]]:
+    """``{name: evaluate(...)}`` on each set's first ``n`` rows (the rest only pad it).
+
+    ``rows`` and ``on_devices`` as ``eval_sets_on_devices`` gives them.
+    """
+    return {name: evaluate(net, params, *(a[:n] for a in on_devices[name])) for name, n in rows}
 
 
 def _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval) -> Iterator[Block]:
@@ -516,10 +533,8 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_rows, pati
         if every is not None:
             stats, sampled = outputs[1]
             metrics.update(_diagnostics.epoch_summary(stats, sampled))
-        for name, rows in eval_rows:
-            ex, ey = eval_data[name]
-            for metric, value in evaluate(net, state.params, ex[:rows], ey[:rows]).items():
-                metrics[f"{name}_{metric}"] = value
+        for name, values in evaluate_sets(net, state.params, eval_rows, eval_data).items():
+            metrics.update({f"{name}_{metric}": value for metric, value in values.items()})
         stopped = nonfinite_step > 0
         if patience is not None:
             score = metrics[monitor].astype(jnp.float32)
