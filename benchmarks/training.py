@@ -162,14 +162,17 @@ def _initial_params(net, optimizer):
     return funcbp.init_state(net, optimizer, jax.random.key(0)).params
 
 
-def _funcbp_digits(engine: str, cache: str | None = None):
+def _funcbp_digits(
+    engine: str, cache: str | None = None, initializer: str = DIGITS_INIT, seed: int = 0
+):
+    import jax
     import optax
 
     import funcbp
 
     if cache:
         funcbp.enable_compilation_cache(cache)
-    parts, net = _digits_data(), _digits_net()
+    parts, net = _digits_data(), _digits_net(initializer)
     optimizer = optax.adam(DIGITS_LR)  # built once, as the jit loop builds its step once
 
     def run():
@@ -181,6 +184,7 @@ def _funcbp_digits(engine: str, cache: str | None = None):
             batch_size=DIGITS_BATCH,
             engine=engine,
             eval={"test": parts.test},
+            key=jax.random.key(seed),
         )
         return {"accuracy": history["test_accuracy"][-1], "epochs": len(history["epoch"])}
 
@@ -475,23 +479,15 @@ def _xor_table(runs: dict[str, list[dict]]) -> None:
 
 def _accuracy_over_seeds(seeds: int) -> None:
     """Final test accuracy on digits over ``seeds`` seeds: one seed is a few test images."""
-    import jax
     import numpy as np
-    import optax
 
-    import funcbp
-
-    parts = _digits_data()
-    results = {}
-    for initializer in (DIGITS_INIT, "auto"):
-        net = _digits_net(initializer)
-        accuracies = []
-        for seed in range(seeds):
-            _, history = funcbp.fit(net, optax.adam(DIGITS_LR), parts.train, epochs=DIGITS_EPOCHS,
-                                    batch_size=DIGITS_BATCH, eval={"test": parts.test},
-                                    key=jax.random.key(seed))  # fmt: skip
-            accuracies.append(history["test_accuracy"][-1])
-        results[f"funcbp, {initializer} init"] = accuracies
+    results = {
+        f"funcbp, {initializer} init": [
+            _funcbp_digits("backprop", initializer=initializer, seed=seed)()["accuracy"]
+            for seed in range(seeds)
+        ]
+        for initializer in (DIGITS_INIT, "auto")
+    }
     results["scikit-learn"] = [
         _sklearn_digits(1, random_state=seed)()["accuracy"] for seed in range(seeds)
     ]
