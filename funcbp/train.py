@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -51,9 +52,21 @@ class TrainState(NamedTuple):
 def init_state(
     net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
 ) -> TrainState:
-    """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both."""
+    """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both.
+
+    ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
+    """
+    _check_key(key)
     params, opt_state, k_train = _initializer(net.init_rules, optimizer, jnp.dtype(dtype))(key)
     return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
+
+
+def _check_key(key: Any) -> None:
+    shape, dtype = np.shape(key), getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    if not (typed or (dtype == np.uint32 and shape == (2,))):
+        described = f"{dtype}{list(shape)}" if dtype is not None else type(key).__name__
+        raise ValueError(f"key must be a jax.random.key(seed), got {described}")
 
 
 @functools.lru_cache(maxsize=32)
@@ -177,6 +190,7 @@ def make_epoch(
 
     def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Any]:
         n = x.shape[0] if samples is None else samples
+        _check_batch_size(batch_size, n)
         size = n if batch_size is None else batch_size
         if size == n:
             return full_batch(state, x[:n], y[:n])
@@ -218,7 +232,7 @@ class Progress(NamedTuple):
 
     epoch: Array  # shape=(), int32: epochs run
     best_params: Params | None  # early stopping only: parameters of the best epoch
-    best: Array  # shape=(), float32: best monitored loss so far
+    best: Array  # shape=(), float32 (float64 for float64 parameters): best monitored loss
     best_epoch: Array  # shape=(), int32
     stopped: Array  # shape=(), bool: early stopping fired, or a loss was not finite
 
@@ -226,10 +240,11 @@ class Progress(NamedTuple):
 def init_progress(state: TrainState, patience: int | None = None) -> Progress:
     """The progress of a run that has not started."""
     # NumPy scalars: jnp ones would each compile a tiny program before training starts.
+    loss_dtype = np.promote_types(state.params[0]["w"].dtype, np.float32)
     return Progress(
         np.zeros((), np.int32),
         state.params if patience else None,
-        np.asarray(np.inf, np.float32),
+        np.asarray(np.inf, loss_dtype),
         np.zeros((), np.int32),
         np.zeros((), bool),
     )
@@ -312,16 +327,17 @@ def fit_blocks(
     the batch size must divide over them. Data already split over a mesh
     (``sharding.rows_from_processes``) trains on that mesh's devices.
     """
+    if eval is not None and not isinstance(eval, Mapping):
+        raise ValueError(
+            f"eval must be a mapping {{name: dataset}}, such as {{'test': (x, y)}}, got "
+            f"{type(eval).__name__}"
+        )
     eval = dict(eval or {})
     x, y = _checked_arrays(train, net)
     eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in eval.items()}
     _check_counts(epochs=epochs, patience=patience, epochs_per_call=epochs_per_call,
                   diagnostics_every=diagnostics_every)  # fmt: skip
-    if batch_size is not None and not (isinstance(batch_size, int) and 0 < batch_size <= len(x)):
-        raise ValueError(
-            f"batch_size must be an integer in [1, {len(x)}] (the training set size) or None "
-            f"for full batch, got {batch_size!r}"
-        )
+    _check_batch_size(batch_size, len(x))
     if patience is not None and not eval:
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
     mesh = _mesh_of(x, devices)
@@ -492,12 +508,25 @@ def _warn_findings(history: dict[str, list], net: MLP) -> None:
         warnings.warn(finding, _diagnostics.DiagnosticWarning, stacklevel=3)
 
 
+def _is_count(value: Any, most: float = math.inf) -> bool:
+    """An integer (Python's or NumPy's, not a bool) in ``[1, most]``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= most
+
+
 def _check_counts(**counts) -> None:
     for name, value in counts.items():
         if value is None and name != "epochs":
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_count(value):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_batch_size(batch_size: int | None, n: int) -> None:
+    if batch_size is not None and not _is_count(batch_size, n):
+        raise ValueError(
+            f"batch_size must be an integer in [1, {n}] (the training set size) or None "
+            f"for full batch, got {batch_size!r}"
+        )
 
 
 @functools.lru_cache(maxsize=32)
@@ -537,7 +566,7 @@ def _compile_block(net, optimizer, engine, batch_size, per_call, eval_rows, pati
             metrics.update({f"{name}_{metric}": value for metric, value in values.items()})
         stopped = nonfinite_step > 0
         if patience is not None:
-            score = metrics[monitor].astype(jnp.float32)
+            score = metrics[monitor].astype(progress.best.dtype)
             better = score < progress.best
             best_params = jax.tree.map(
                 lambda new, old: jnp.where(better, new, old), state.params, progress.best_params

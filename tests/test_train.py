@@ -95,6 +95,20 @@ def test_early_stopping_restores_the_best_parameters(iris):
     np.testing.assert_allclose(restored, history["validation_loss"][best - 1], rtol=1e-6)
 
 
+def test_early_stopping_in_float64_sees_improvements_float32_cannot(iris):
+    # SGD at lr 1e-9 lowers the validation loss by ~1e-9 an epoch: below float32's
+    # resolution at 0.7 (6e-8), so a float32 comparison would stop after `patience`.
+    _, history = funcbp.fit(
+        NET, optim.make("sgd", 1e-9), iris.train, epochs=6, batch_size=None,
+        eval={"validation": iris.validation}, key=jax.random.key(0), patience=2,
+        dtype=jnp.float64,
+    )  # fmt: skip
+    losses = history["validation_loss"]
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert np.float32(losses[0]) == np.float32(losses[2])  # what float32 could not tell apart
+    assert history["epoch"] == [1, 2, 3, 4, 5, 6] and "best_epoch" not in history
+
+
 def test_blocks_of_epochs_match_one_call_and_report_progress(iris):
     calls = []
     run = dict(epochs=7, batch_size=30, key=jax.random.key(0), eval={"test": iris.test})
@@ -164,15 +178,36 @@ def test_initialisation_traces_under_a_transformation():
     [
         ({"batch_size": 0}, r"batch_size must be an integer in \[1, "),
         ({"batch_size": 10_000}, r"batch_size must be an integer in \[1, "),
+        ({"batch_size": True}, r"batch_size must be an integer in \[1, "),
         ({"epochs": 0}, r"epochs must be a positive integer"),
+        ({"epochs": 2.0}, r"epochs must be a positive integer"),
         ({"engine": "torch"}, r"engine must be one of backprop, autodiff"),
         ({"patience": 2}, r"patience \(early stopping\) needs an eval dataset"),
+        ({"eval": (np.ones((3, 4)), np.zeros(3, int))}, r"eval must be a mapping \{name: "),
+        ({"key": 0}, r"key must be a jax.random.key\(seed\), got int"),
     ],
 )
 def test_bad_arguments_are_named(iris, kwargs, message):
     run = {"epochs": 1, "batch_size": 8, **kwargs}
     with pytest.raises(ValueError, match=message):
         funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, **run)
+
+
+def test_numpy_integers_count_as_integers(iris):
+    run = dict(batch_size=np.int64(30), key=jax.random.key(0), eval={"test": iris.test})
+    _, numpy_ints = funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epochs=np.int32(2), **run)
+    _, python_ints = funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epochs=2,
+                                **{**run, "batch_size": 30})  # fmt: skip
+    assert numpy_ints == python_ints
+
+
+@pytest.mark.parametrize("batch_size", [0, 91])
+def test_make_epoch_refuses_a_batch_size_the_data_cannot_fill(iris, batch_size):
+    opt = optim.make("sgd", 0.1)
+    epoch = funcbp.make_epoch(NET, opt, batch_size=batch_size)
+    state = funcbp.init_state(NET, opt, jax.random.key(0))
+    with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 90\]"):
+        epoch(state, jnp.asarray(iris.train.x), jnp.asarray(iris.train.y))
 
 
 def test_bad_data_is_refused_before_compiling():
