@@ -7,7 +7,8 @@ this order, what the options ask for::
     -> optimizer (its learning rate a constant or ``schedule(...)``)
 
 ``weight_decay`` is added to the gradient (torch's ``weight_decay``) for every
-optimizer but ``adamw``, which decays decoupled as ``optax.adamw`` does. It
+optimizer but ``adamw``, which decays decoupled as ``optax.adamw`` does (and by
+default as much: 1e-4; the others' default is 0). It
 decays every leaf, biases included; pass ``params`` to ``update`` when it is set.
 ``from_config`` takes the same keys as one plain dict. Every name and value is
 checked in Python, before anything is traced, and a bad one raises
@@ -225,6 +226,7 @@ _OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[s
 
 NAMES: tuple[str, ...] = tuple(_OPTIMIZERS)
 COMMON_OPTIONS: tuple[str, ...] = ("schedule", "clip_value", "clip_norm", "weight_decay")
+ADAMW_WEIGHT_DECAY = 1e-4  # optax.adamw's default: adamw without decay would be adam
 
 
 def make(
@@ -234,7 +236,7 @@ def make(
     schedule: str | Mapping[str, Any] | None = None,
     clip_value: float | None = None,
     clip_norm: float | None = None,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     **options: Any,
 ) -> optax.GradientTransformation:
     """Returns optimizer ``name`` (one of ``NAMES``), chained with clipping and weight decay.
@@ -250,7 +252,8 @@ def make(
         :func:`schedule`; ``None`` keeps the learning rate constant.
       clip_value: clip every gradient element to ``[-clip_value, clip_value]``.
       clip_norm: rescale the gradient to global norm at most ``clip_norm``.
-      weight_decay: add ``weight_decay * params`` to the gradient; decoupled for ``adamw``.
+      weight_decay: add ``weight_decay * params`` to the gradient (default 0); decoupled
+        for ``adamw`` (default 1e-4, ``optax.adamw``'s).
       **options: the optimizer's own options.
 
     Raises:
@@ -261,6 +264,8 @@ def make(
     build, defaults = _OPTIMIZERS[name]
     _check("learning_rate", learning_rate)
     opts = _options(f"optimizer {name!r}", defaults, options, COMMON_OPTIONS)
+    if weight_decay is None:
+        weight_decay = ADAMW_WEIGHT_DECAY if name == "adamw" else 0.0
     _check("weight_decay", weight_decay)
     chain = []
     if clip_value is not None:
@@ -291,6 +296,10 @@ def _schedule_from(config: str | Mapping[str, Any], learning_rate: float) -> opt
             f"(one of {', '.join(SCHEDULE_NAMES)}), got {config!r}"
         )
     options = dict(config)
+    if "learning_rate" in options:
+        raise ValueError(
+            "schedule: takes no 'learning_rate'; the optimizer's learning_rate is its initial value"
+        )
     return schedule(options.pop("name"), learning_rate, **options)
 
 

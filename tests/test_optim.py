@@ -44,6 +44,7 @@ PLAIN_OPTAX = [
     ("adam", {}, optax.adam(0.1)),
     ("adam", {"b1": 0.8, "b2": 0.99, "eps": 1e-6}, optax.adam(0.1, b1=0.8, b2=0.99, eps=1e-6)),
     ("adamw", {"weight_decay": 0.01}, optax.adamw(0.1, weight_decay=0.01)),
+    ("adamw", {}, optax.adamw(0.1)),  # optax's default decay: not plain adam
     ("rmsprop", {"decay": 0.95}, optax.rmsprop(0.1, decay=0.95)),
 ]
 
@@ -296,6 +297,11 @@ ERRORS = [
     (lambda: optim.make("rprop", 0.1, eta_plus=0.9), r"eta_plus must be a finite number > 1"),
     (lambda: optim.make("rprop", 0.1, schedule="cosine"), r"schedule: rprop takes none"),
     (lambda: optim.schedule("linear", 0.1), r"unknown schedule 'linear'; valid names: constant, "),
+    (
+        lambda: optim.make("adam", 0.1, schedule={"name": "cosine", "decay_steps": 10,
+                                                  "learning_rate": 1.0}),  # fmt: skip
+        r"schedule: takes no 'learning_rate'; the optimizer's learning_rate is its initial value",
+    ),
     (lambda: optim.schedule("cosine", 0.1), r"schedule 'cosine' needs option 'decay_steps'"),
     (lambda: optim.schedule("step", 0.1, every=5), r"schedule 'step' needs option 'gamma'"),
     (
