@@ -14,8 +14,9 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path
     """Keeps every compiled program on disk, so a later process loads it instead of compiling.
 
     Args:
-      directory: where; default ``$FUNCBP_CACHE_DIR``, else ``~/.cache/funcbp/jax``.
-        An empty string (also as ``FUNCBP_CACHE_DIR=""``) leaves the cache off.
+      directory: where (``~`` expands to the home directory); default
+        ``$FUNCBP_CACHE_DIR``, else ``~/.cache/funcbp/jax``. An empty string (also
+        as ``FUNCBP_CACHE_DIR=""``) leaves the cache off.
 
     Returns:
       The directory in use, or ``None`` when off.
@@ -24,8 +25,10 @@ def enable_compilation_cache(directory: str | os.PathLike | None = None) -> Path
         directory = os.environ.get("FUNCBP_CACHE_DIR", str(DEFAULT_DIRECTORY))
     if not str(directory):
         return None
+    directory = Path(directory).expanduser()
     jax.config.update("jax_compilation_cache_dir", str(directory))
     # JAX skips programs that compile in under a second by default; funcbp's mostly do.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return Path(directory)
+    # -1: programs of any size, and no file-system-specific minimum in its place.
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return directory

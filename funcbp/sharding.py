@@ -33,6 +33,8 @@ AXIS = "data"
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     """A one-axis ``data`` mesh over ``devices`` (default: all), or ``None`` for one device."""
     devices = list(jax.devices() if devices is None else devices)
+    if not devices or len(set(devices)) < len(devices):
+        raise ValueError(f"devices must be distinct devices, at least one, got {devices}")
     if len(devices) == 1:
         return None
     # Auto axes: shardings are constraints for XLA's partitioner, not part of the types.

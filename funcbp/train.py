@@ -256,7 +256,7 @@ class Block(NamedTuple):
     state: TrainState
     progress: Progress
     columns: dict[str, list]  # per epoch run: epoch, train_loss, <eval>_<metric>, ...
-    diverged: tuple[int, int] | None  # (epoch, step) of the first non-finite loss
+    diverged: tuple[int, int, str] | None  # TrainingDiverged's (epoch, step, what)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -268,18 +268,23 @@ class Block(NamedTuple):
 
 
 class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite; ``epoch`` and ``step`` say where."""
+    """Training became NaN or infinite at ``step`` (1-based, in ``epoch``).
 
-    def __init__(self, epoch: int, step: int, history: dict[str, list]):
+    ``what``: ``"loss"``, that step's loss (taken before its update: usually an
+    earlier update's doing), or ``"parameters"``, those its update produced (found
+    when no later loss shows it: the update was the last of a ``fit_blocks`` block).
+    """
+
+    def __init__(self, epoch: int, step: int, what: str, history: dict[str, list]):
+        found = "the loss" if what == "loss" else "the parameters after its update"
         super().__init__(
-            f"training diverged: not finite at epoch {epoch}, step {step} (the loss, or the "
-            "parameters after the update); "
+            f"training diverged: not finite at epoch {epoch}, step {step} ({found}); "
             "try a lower learning rate or gradient clipping"
         )
-        self.epoch, self.step, self.history = epoch, step, history
+        self.epoch, self.step, self.what, self.history = epoch, step, what, history
 
     def __reduce__(self):  # picklable, as a process pool running fits sends it back
-        return type(self), (self.epoch, self.step, self.history)
+        return type(self), (self.epoch, self.step, self.what, self.history)
 
 
 def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
@@ -417,9 +422,9 @@ def _blocks(run, mesh, state, progress, epochs, xs, ys, device_eval) -> Iterator
             columns[name] = column.astype(_PLAIN.get(column.dtype.kind)).tolist()
         diverged = None
         if nonfinite_step:  # the run stopped after the epoch it happened in
-            diverged = (done + ran, int(nonfinite_step))
+            diverged = (done + ran, int(nonfinite_step), "loss")
         elif not params_finite:  # the block's last update
-            diverged = (done + ran, int(state.step))
+            diverged = (done + ran, int(state.step), "parameters")
         yield Block(state, progress, columns, diverged)
         if diverged:
             return
@@ -510,7 +515,8 @@ def _warn_findings(history: dict[str, list], net: MLP) -> None:
 
 def _is_count(value: Any, most: float = math.inf) -> bool:
     """An integer (Python's or NumPy's, not a bool) in ``[1, most]``."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 1 <= value <= most
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return integer and 1 <= value <= most
 
 
 def _check_counts(**counts) -> None:

@@ -298,8 +298,7 @@ ERRORS = [
     (lambda: optim.make("rprop", 0.1, schedule="cosine"), r"schedule: rprop takes none"),
     (lambda: optim.schedule("linear", 0.1), r"unknown schedule 'linear'; valid names: constant, "),
     (
-        lambda: optim.make("adam", 0.1, schedule={"name": "cosine", "decay_steps": 10,
-                                                  "learning_rate": 1.0}),  # fmt: skip
+        lambda: optim.make("adam", 0.1, schedule={"name": "cosine", "learning_rate": 1.0}),
         r"schedule: takes no 'learning_rate'; the optimizer's learning_rate is its initial value",
     ),
     (lambda: optim.schedule("cosine", 0.1), r"schedule 'cosine' needs option 'decay_steps'"),

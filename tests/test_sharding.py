@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -88,8 +89,15 @@ def test_a_batch_that_does_not_divide_over_the_devices_is_refused(monkeypatch):
     x, y = [[0.0, 1.0, 2.0]] * 12, [0, 1] * 6
     with pytest.raises(ValueError, match=r"batch_size 6 does not divide over 4 devices"):
         funcbp.fit(net, optim.make("sgd", 0.1), (x, y), epochs=1, batch_size=6)
-    with pytest.raises(ValueError, match=r"full batch 12|does not divide"):
+    with pytest.raises(ValueError, match=r"full batch 10 does not divide over 4 devices"):
         funcbp.fit(net, optim.make("sgd", 0.1), (x[:10], y[:10]), epochs=1, batch_size=None)
+
+
+@pytest.mark.parametrize("devices", [[], "twice"])
+def test_no_devices_or_one_twice_is_refused(devices):
+    devices = [jax.devices()[0]] * 2 if devices == "twice" else devices
+    with pytest.raises(ValueError, match=r"devices must be distinct devices, at least one"):
+        sharding.data_mesh(devices)
 
 
 def test_rows_from_processes_refuses_arrays_of_different_lengths():
