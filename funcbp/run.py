@@ -171,12 +171,14 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     if t.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints, writer)
-    if resume:
-        state, progress, records = _restore(out, writer)
-    else:
+    def fresh():
         state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
-        progress = init_progress(state, t.patience or None)
-        records = []
+        return state, init_progress(state, t.patience or None)
+
+    if resume:  # the checkpoint must fit the run's own network and optimizer
+        state, progress, records = _restore(out, writer, like=jax.eval_shape(fresh))
+    else:
+        (state, progress), records = fresh(), []
     parts = {"train": splits.train, **_eval_sets(splits)}
     if process_data.is_per_process(config.data.source):  # each process has its own rows
         parts = process_data.global_parts(parts)
@@ -325,9 +327,9 @@ def _check_out(out: Path, resume: bool) -> None:
         raise RunError(f"{out} has finished (summary.json exists); nothing to resume")
 
 
-def _restore(out: Path, writer: bool):
-    """The latest checkpoint's state and progress, and the metrics records up to it."""
-    saved = checkpoint.load_checkpoint(out / "checkpoints")
+def _restore(out: Path, writer: bool, like):
+    """The latest checkpoint's state and progress (shaped ``like``), and the records up to it."""
+    saved = checkpoint.load_checkpoint(out / "checkpoints", like)
     epoch = saved.meta["epoch"]
     path = out / "metrics.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []

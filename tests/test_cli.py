@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import funcbp
-from funcbp import cli, config, run
+from funcbp import checkpoint, cli, config, run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
@@ -372,6 +372,36 @@ def test_resume_refuses_a_changed_config_a_finished_run_and_a_missing_checkpoint
     assert "is not a run directory" in capsys.readouterr().err
     assert cli.main(["train"]) == 2
     assert "needs a CONFIG file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [
+        (
+            "model.hidden=[8]",
+            r": \['state'\].params\[0\]\['b'\] is float32\[8\], expected float32\[16\]",
+        ),
+        ("optimizer.name=adam", r" does not fit this network and optimizer: missing"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_another_network_or_optimizer(
+    tmp_path, capsys, other, message
+):
+    iris, runs = str(ROOT / "configs/iris.toml"), {}
+    for name, extra in [("run", []), ("other", ["--set", other])]:
+        runs[name] = tmp_path / name
+        assert cli.main(["train", iris, "--out", str(runs[name]),
+                         "--set", "train.epochs=3", *extra]) == 0  # fmt: skip
+    out = runs["run"]
+    (out / "summary.json").unlink()
+    foreign = out / "checkpoints/step-000000099.npz"  # the latest, so the one resumed
+    foreign.write_bytes(checkpoint.find(runs["other"]).read_bytes())
+    metrics = (out / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"funcbp: error: {re.escape(str(foreign))}{message}.*\n", err), err
+    assert (out / "metrics.jsonl").read_text() == metrics  # nothing rewritten
 
 
 def test_resume_after_the_last_epoch_writes_the_missing_summary(tmp_path, capsys):
