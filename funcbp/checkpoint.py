@@ -110,10 +110,19 @@ def load_checkpoint(
         ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
-    net = MLP(**{**meta["net"], "sizes": tuple(meta["net"]["sizes"])}) if "net" in meta else None
-    if like is None:
-        like = _template(path, meta, net)
-    state, progress = _fill(path, like, stored, meta["dtypes"])
+    try:  # metadata written by another version, or edited by hand
+        net = None
+        if "net" in meta:
+            net = MLP(**{**meta["net"], "sizes": tuple(meta["net"]["sizes"])})
+        if like is None:
+            like = _template(path, meta, net)
+        state, progress = _fill(path, like, stored, meta["dtypes"])
+    except CheckpointError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError) as err:
+        raise CheckpointError(
+            f"{path} has metadata this funcbp cannot use ({type(err).__name__}: {err})"
+        ) from None
     return Checkpoint(state, progress, meta, net)
 
 

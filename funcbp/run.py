@@ -171,6 +171,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     if t.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints, writer)
+
     def fresh():
         state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
         return state, init_progress(state, t.patience or None)
@@ -257,8 +258,7 @@ class _Saver:
 
     def __init__(self, directory: Path, meta: dict[str, Any], keep: int, writes: bool = True):
         self.directory, self.meta, self.keep, self.writes = directory, meta, keep, writes
-        best = directory / "best.json"
-        self.best = json.loads(best.read_text())["monitor"]["value"] if best.is_file() else math.inf
+        self.best = _best_so_far(directory / "best.json")
 
     def save(self, state: TrainState, progress, record: dict[str, float] | None) -> Path:
         """Saves; ``record`` (the last epoch's metrics) decides whether it is the best."""
@@ -274,6 +274,16 @@ class _Saver:
         return checkpoint.save_rotating(
             self.directory, state, progress, self.meta, keep=self.keep, best=best
         )
+
+
+def _best_so_far(path: Path) -> float:
+    """The monitored loss of a resumed run's best checkpoint (``inf``: none yet)."""
+    if not path.is_file():
+        return math.inf
+    try:
+        return float(json.loads(path.read_text(encoding="utf-8"))["monitor"]["value"])
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise RunError(f"{path} is damaged ({type(err).__name__}: {err})") from None
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -95,6 +95,21 @@ def test_truncated_foreign_and_mismatched_files_are_refused(tmp_path):
         load_checkpoint(tmp_path / "empty-dir-does-not-exist")
 
 
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {**META, "net": {**META["net"], "dropout": 0.5}},  # a field this MLP does not have
+        {**META, "optimizer": {"name": "adam"}},  # no learning rate
+        {**META, "optimizer": {**META["optimizer"], "options": {"b9": 1.0}}},
+    ],
+)
+def test_metadata_this_version_cannot_use_is_refused_by_name(tmp_path, meta):
+    state, progress = _trained()
+    path = save_checkpoint(tmp_path / "c.npz", state, progress, meta)
+    with pytest.raises(CheckpointError, match=r"c\.npz has metadata this funcbp cannot use \("):
+        load_checkpoint(path)
+
+
 def test_rotation_keeps_the_last_n_and_the_best(tmp_path):
     state, progress = _trained()
     losses = [0.9, 0.3, 0.5, 0.6, 0.7]

@@ -404,6 +404,20 @@ def test_resume_refuses_a_checkpoint_of_another_network_or_optimizer(
     assert (out / "metrics.jsonl").read_text() == metrics  # nothing rewritten
 
 
+@pytest.mark.parametrize("damage", ["not json", "{}", '{"monitor": {"value": "low"}}'])
+def test_resume_refuses_a_damaged_best_json_by_name(tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert cli.main(["train", str(ROOT / "configs/iris.toml"), "--out", str(out),
+                     "--set", "train.epochs=2"]) == 0  # fmt: skip
+    (out / "summary.json").unlink()
+    best = out / "checkpoints/best.json"
+    best.unlink()  # a hard link to a step's metadata: replace it, leave that one be
+    best.write_text(damage)
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"funcbp: error: {best} is damaged (")
+
+
 def test_resume_after_the_last_epoch_writes_the_missing_summary(tmp_path, capsys):
     # Killed between the final checkpoint and summary.json: nothing is left to train.
     out = tmp_path / "run"
