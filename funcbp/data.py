@@ -24,6 +24,7 @@ import numbers
 import os
 import pathlib
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -290,6 +291,11 @@ def _check_options(where: str, loader: Callable, options: dict) -> None:
             f"load: {where} takes no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
+    for name in ("header", "classification"):  # None: decided from the data
+        if not isinstance(options.get(name), bool | None):
+            raise ValueError(
+                f"load: option {name} must be True, False or None, got {options[name]!r}"
+            )
 
 
 def _builtin(name: str) -> Dataset:
@@ -317,7 +323,10 @@ def _load_npz(
         if not {"x", "y"} <= set(arrays.files):
             found = ", ".join(repr(key) for key in sorted(arrays.files)) or "none"
             raise ValueError(f"{path}: needs arrays named 'x' and 'y', found keys {found}")
-        x, y = arrays["x"], arrays["y"]
+        try:  # each array is read (and its checksum checked) only now
+            x, y = arrays["x"], arrays["y"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(f"{path}: arrays 'x' and 'y' are not readable ({err})") from None
     if x.ndim > 2:
         x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if classification is None:
@@ -346,9 +355,14 @@ def _load_csv(
     # cell non-numeric and the first data row a "header".
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                lines.append((reader.line_num, [cell.strip() for cell in cells]))
+        try:
+            for cells in reader:
+                if any(cell.strip() for cell in cells):
+                    lines.append((reader.line_num, [cell.strip() for cell in cells]))
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: not UTF-8 text ({err})") from None
+        except csv.Error as err:
+            raise ValueError(f"{path}: line {reader.line_num}: {err}") from None
     if not lines:
         raise ValueError(f"{path}: no rows (the data are empty)")
     if header is None:

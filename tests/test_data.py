@@ -468,6 +468,15 @@ def test_load_npz_refusals(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not an archive")
     with pytest.raises(ValueError, match=r"junk.npz: not a readable .npz file"):
         data.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "flipped.npz", x=np.ones((50, 2)), y=np.zeros(50, int))
+    flipped = bytearray((tmp_path / "flipped.npz").read_bytes())
+    flipped[len(flipped) // 3] ^= 0xFF  # inside x: its CRC no longer matches
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match=r"flipped.npz: arrays 'x' and 'y' are not readable \(Bad"):
+        data.load(tmp_path / "flipped.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([[1], ["a"]], object), y=np.zeros(2, int))
+    with pytest.raises(ValueError, match=r"objects.npz: arrays 'x' and 'y' are not readable"):
+        data.load(tmp_path / "objects.npz")
     np.savez(tmp_path / "nan.npz", x=np.array([[1.0], [np.nan]]), y=np.array([0, 1]))
     with pytest.raises(ValueError, match=r"dataset 'nan.npz': x has non-finite values.*row 1"):
         data.load(tmp_path / "nan.npz")
@@ -524,6 +533,12 @@ def test_load_csv_refusals(tmp_path, text, options, message):
         data.load(tmp_path / "bad.csv", **options)
 
 
+def test_load_csv_refuses_text_that_is_not_utf8(tmp_path):
+    (tmp_path / "latin1.csv").write_bytes("x,größe\n1,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: not UTF-8 text \('utf-8' codec"):
+        data.load(tmp_path / "latin1.csv")
+
+
 # --- load dispatch ----------------------------------------------------------------------------
 
 
@@ -553,3 +568,8 @@ def test_load_refuses_options_of_another_format(tmp_path):
         match=r"takes no option 'target_column'; valid options: classification, n_classes",
     ):
         data.load(tmp_path / "d.npz", target_column=0)
+    (tmp_path / "d.csv").write_text("a,b\n1,0\n")
+    with pytest.raises(ValueError, match=r"option header must be True, False or None, got 'no'"):
+        data.load(tmp_path / "d.csv", header="no")  # a TOML string would drop the first row
+    with pytest.raises(ValueError, match=r"option classification must be True, False or None"):
+        data.load(tmp_path / "d.npz", classification=1)
