@@ -23,6 +23,7 @@ key and what was expected, before anything is compiled or written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -136,7 +137,10 @@ def _apply_override(raw: dict, override: str) -> None:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text  # a bare word: a string
-    raw.setdefault(section, {})[name] = value
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"--set {override!r}: {section} is {table!r}, not a table ([{section}])")
+    table[name] = value
 
 
 def from_dict(raw: Mapping[str, Any]) -> RunConfig:
@@ -214,6 +218,9 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(
             f"data.validation + data.test = {d.validation + d.test:g} leaves no training data"
         )
+    for key, seed in (("data.seed", d.seed), ("train.seed", t.seed)):
+        if not 0 <= seed < 2**32:  # jax.random.key keeps 32 bits: larger seeds would repeat
+            raise ConfigError(f"{key}: expected an integer in [0, 2**32), got {seed}")
     _positive("data.teacher_samples", d.teacher_samples)
     if len(d.teacher_sizes) < 2 or min(d.teacher_sizes) < 1:
         raise ConfigError(f"data.teacher_sizes: expected 2+ positive widths, got {d.teacher_sizes}")
@@ -224,8 +231,8 @@ def _check_values(config: RunConfig) -> None:
     _one_of("model.cost", m.cost, losses.NAMES)
     _one_of("model.initializer", m.initializer, initializers.NAMES)
     _one_of("model.compute_dtype", m.compute_dtype, ("", "bfloat16", "float16"))
-    if m.l2 < 0:
-        raise ConfigError(f"model.l2: expected a number >= 0, got {m.l2}")
+    if not 0 <= m.l2 < math.inf:  # NaN fails too
+        raise ConfigError(f"model.l2: expected a finite number >= 0, got {m.l2}")
     try:
         optim.make(o.name, o.learning_rate, **o.options)
     except ValueError as err:

@@ -518,6 +518,8 @@ def split(dataset: Dataset, *, validation: float = 0.1, test: float = 0.2, seed:
     for what, fraction in (("validation", validation), ("test", test)):
         if not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
             raise ValueError(f"split: {what} must be a fraction in [0, 1), got {fraction!r}")
+    if not _is_count(seed):
+        raise ValueError(f"split: seed must be a non-negative integer, got {seed!r}")
     n = len(dataset)
     n_test, n_val = (max(1, round(f * n)) if f > 0 else 0 for f in (test, validation))
     if n_test + n_val >= n:

@@ -157,6 +157,12 @@ BAD_CONFIGS = [
      r'train\.batch_size: expected an integer or "full"'),
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\n[train]\npatience = 3\n",
      r"early stopping needs a validation split"),
+    ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\nl2 = nan\n",
+     r"model\.l2: expected a finite number >= 0, got nan"),
+    ("[data]\nsource = 'digits'\nseed = -1\n[model]\nhidden = [8]\n",
+     r"data\.seed: expected an integer in \[0, 2\*\*32\), got -1"),
+    ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\n[train]\nseed = 4294967296\n",
+     r"train\.seed: expected an integer in \[0, 2\*\*32\), got 4294967296"),
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\ncompute_dtype = 'int8'\n",
      r'model\.compute_dtype: unknown value \'int8\'; valid: "", bfloat16, float16'),
     ("[dat]\nsource = 'digits'\n", r"unknown section \[dat\]"),
@@ -193,6 +199,9 @@ def test_set_overrides_and_rejects_malformed(tmp_path, capsys):
     )
     assert cli.main(["train", str(path), "--set", "epochs=2"]) == 2
     assert "expected section.key=value" in capsys.readouterr().err
+    (tmp_path / "flat.toml").write_text("data = 5\n")
+    assert cli.main(["train", str(tmp_path / "flat.toml"), "--set", "data.source=iris"]) == 2
+    assert "--set 'data.source=iris': data is 5, not a table ([data])" in capsys.readouterr().err
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):

@@ -293,9 +293,11 @@ def test_tiny_fractions_still_get_a_sample():
         ({"validation": 0.5, "test": 0.5}, r"split: 10 samples leave no training data"),
         ({"test": 1.0}, r"split: test must be a fraction in \[0, 1\), got 1.0"),
         ({"validation": -0.1}, r"split: validation must be a fraction"),
+        ({"seed": -1}, r"split: seed must be a non-negative integer, got -1"),
+        ({"seed": 1.5}, r"split: seed must be a non-negative integer, got 1.5"),
     ],
 )
-def test_split_refuses_bad_fractions(kwargs, message):
+def test_split_refuses_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.split(_indexed(10), **kwargs)
 
