@@ -55,26 +55,51 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("config", type=Path, help="run file, e.g. configs/digits.toml")
     diagnose.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    diagnose.add_argument("--epochs", type=int, default=3, help="epochs to train (default 3)")
     diagnose.add_argument(
-        "--every", type=int, help="steps between statistics (default: the config's, or 10)"
+        "--epochs", type=_positive_int, default=3, help="epochs to train (default 3)"
+    )
+    diagnose.add_argument(
+        "--every",
+        type=_positive_int,
+        help="steps between statistics (default: the config's, or 10)",
     )
 
     check = sub.add_parser("check", help="check backprop against autodiff and finite differences")
     check.add_argument("config", type=Path, nargs="?", help="run file (network and data)")
     check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    check.add_argument("--sizes", help="without a config: layer widths, e.g. 4,16,3")
+    check.add_argument("--sizes", type=_sizes, help="without a config: layer widths, e.g. 4,16,3")
     check.add_argument("--activation", default="tanh")
     check.add_argument("--output-activation", default="identity")
     check.add_argument("--cost", default="softmax_cross_entropy")
     check.add_argument("--l2", type=float, default=0.0)
-    check.add_argument("--batch", type=int, default=32, help="samples to check on")
+    check.add_argument("--batch", type=_positive_int, default=32, help="samples to check on")
     check.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"))
     check.add_argument("--mode", default="auto", choices=("auto", "elementwise", "directional"))
     check.add_argument("--hvp", action="store_true", help="also check Hessian-vector products")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=_seed, default=0)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not (text.strip().isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    if not (text.strip().isdigit() and int(text) < 2**32):
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
+    return int(text)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(_positive_int(width) for width in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected positive layer widths separated by commas, e.g. 4,16,3, got {text!r}"
+        ) from None
 
 
 def _fail(message: str) -> int:
@@ -190,9 +215,6 @@ def _diagnose(args: argparse.Namespace) -> int:
     try:
         config = _config.load(args.config, args.set)
         every = args.every if args.every is not None else config.train.diagnostics_every or 10
-        for flag, value in (("--epochs", args.epochs), ("--every", every)):
-            if value < 1:
-                raise _config.ConfigError(f"{flag}: expected a positive integer, got {value}")
         net, optimizer, splits = run.prepare(config)
         t = config.train
         if t.dtype == "float64":
@@ -242,22 +264,21 @@ def _check(args: argparse.Namespace) -> int:
             net, part = prepared.net, prepared.splits.train
             x, y = jnp.asarray(part.x[: args.batch]), jnp.asarray(part.y[: args.batch])
         elif args.sizes:
-            sizes = tuple(int(n) for n in args.sizes.split(","))
-            net = MLP(sizes, args.activation, args.output_activation, args.cost, args.l2)
+            net = MLP(args.sizes, args.activation, args.output_activation, args.cost, args.l2)
             x, y = _random_batch(net, key, args.batch)
         else:
             return _fail("check needs a CONFIG file or --sizes")
+        params = net.init(key, dtype=jnp.dtype(args.dtype))
+        x = x.astype(args.dtype)
+        if y.ndim == 2:
+            y = y.astype(args.dtype)
+        reports = [check_gradients(net, params, x, y, mode=args.mode)]
+        if args.hvp:
+            reports.append(check_hvp(net, params, x, y))
     except _config.ConfigError as err:
         return _fail(f"config {args.config}: {err}")
-    except ValueError as err:
+    except ValueError as err:  # a network the cost does not fit, say
         return _fail(str(err))
-    params = net.init(key, dtype=jnp.dtype(args.dtype))
-    x = x.astype(args.dtype)
-    if y.ndim == 2:
-        y = y.astype(args.dtype)
-    reports = [check_gradients(net, params, x, y, mode=args.mode)]
-    if args.hvp:
-        reports.append(check_hvp(net, params, x, y))
     for report in reports:
         print(json.dumps(report.to_dict(), indent=2) if args.json else f"{report}\n")
     return 0 if all(report.ok for report in reports) else 1

@@ -224,6 +224,27 @@ def test_check_command_exit_status(args, code, capsys):
     assert "check_gradients" in out and "PASS" in out
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "0"], r"argument --batch: expected a positive integer, got '0'"),
+        (["--sizes", "4,,3"], r"argument --sizes: expected positive layer widths separated by"),
+        (["--seed", "-1"], r"argument --seed: expected an integer in \[0, 2\*\*32\), got '-1'"),
+    ],
+)
+def test_check_refuses_bad_flags_in_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["check", "--sizes", "4,8,3", *args])
+    assert exit_.value.code == 2
+    assert re.search(f"funcbp check: error: {message}", capsys.readouterr().err)
+
+
+def test_check_refuses_a_network_its_cost_does_not_fit(capsys):
+    assert cli.main(["check", "--sizes", "4,8,1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("funcbp: error: softmax_cross_entropy needs at least 2 outputs")
+
+
 def test_check_command_fails_with_status_1_on_a_broken_engine(monkeypatch, capsys):
     import funcbp.backprop
 

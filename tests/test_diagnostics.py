@@ -176,5 +176,7 @@ def test_findings_read_histories_from_metrics_files_with_nulls():
 
 def test_diagnose_refuses_a_zero_interval(capsys):
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
-    assert cli.main(["diagnose", str(root / "configs/iris.toml"), "--every", "0"]) == 2
-    assert "--every: expected a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["diagnose", str(root / "configs/iris.toml"), "--every", "0"])
+    assert exit_.value.code == 2
+    assert "argument --every: expected a positive integer, got '0'" in capsys.readouterr().err
