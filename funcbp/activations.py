@@ -40,8 +40,9 @@ class Activation(NamedTuple):
 
 
 def _gelu_grad(z: Array, a: Array) -> Array:
-    # d/dz [z * Phi(z)] = Phi(z) + z * phi(z)
-    cdf = 0.5 * (1.0 + jax.lax.erf(z / math.sqrt(2.0)))
+    # d/dz [z * Phi(z)] = Phi(z) + z * phi(z); Phi from erfc keeps its tiny left tail
+    # (1 + erf(z / sqrt 2) cancels to nothing there), as jax.nn.gelu's does.
+    cdf = 0.5 * jax.lax.erfc(-z / math.sqrt(2.0))
     pdf = jnp.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return cdf + z * pdf
 
@@ -49,9 +50,15 @@ def _gelu_grad(z: Array, a: Array) -> Array:
 def _gelu_tanh_grad(z: Array, a: Array) -> Array:
     # a = z/2 * (1 + tanh(u)), u = c (z + k z^3):  a' = (1 + t)/2 + z/2 (1 - t^2) c (1 + 3k z^2)
     t = jnp.tanh(_SQRT_2_OVER_PI * (z + _GELU_TANH_CUBIC * z**3))
-    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _SQRT_2_OVER_PI * (
+    return 0.5 * (1.0 + t) + 0.5 * z * _one_minus_square(t) * _SQRT_2_OVER_PI * (
         1.0 + 3.0 * _GELU_TANH_CUBIC * z * z
     )
+
+
+def _one_minus_square(t: Array) -> Array:
+    """``1 - t^2`` for ``|t| <= 1``, as ``(1 - t)(1 + t)``: accurate as ``t`` nears +-1 (tanh'
+    in its saturated tails), where ``1 - t * t`` loses the digits; as ``jax.nn``'s tanh."""
+    return (1.0 - t) * (1.0 + t)
 
 
 def _silu_grad(z: Array, a: Array) -> Array:
@@ -68,7 +75,7 @@ _REGISTRY: dict[str, Activation] = {
         # a = 1 / (1 + e^-z): a' = a (1 - a)
         Activation("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a)),
         # a = tanh z: a' = 1 - a^2
-        Activation("tanh", jnp.tanh, lambda z, a: 1.0 - a * a),
+        Activation("tanh", jnp.tanh, lambda z, a: _one_minus_square(a)),
         # a = max(z, 0): a' = [z > 0]  (0 at the kink, as jax.nn.relu)
         Activation("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
         # a = z if z >= 0 else s z: a' = 1 if z >= 0 else s  (1 at the kink, as jax.nn)
