@@ -126,8 +126,9 @@ def backward(
       delta: ``dLoss/dz_L`` of the last layer, ``[batch, n_out]``.
 
     Returns:
-      ``(grads, input_grad, deltas)``: ``grads`` with the structure of ``params``
-      (without the l2 term), ``dLoss/dx`` ``[batch, n_in]``, and ``dLoss/dz_l`` per layer.
+      ``(grads, input_grad, deltas)``: ``grads`` with the structure and dtypes of
+      ``params`` (without the l2 term), ``dLoss/dx`` ``[batch, n_in]``, and
+      ``dLoss/dz_l`` per layer.
     """
     acts = net.layer_activations
     compute = _compute_dtype(net)
@@ -135,8 +136,9 @@ def backward(
     for layer in reversed(range(len(params))):
         deltas.append(delta)
         a_in, w = cache.layer_input(layer), params[layer]["w"]
-        if compute is None:
-            grads.append({"w": a_in.T @ delta, "b": jnp.sum(delta, axis=0)})
+        if compute is None:  # (inputs wider than the parameters widen the products)
+            grads.append({"w": (a_in.T @ delta).astype(w.dtype),
+                          "b": jnp.sum(delta, axis=0).astype(w.dtype)})  # fmt: skip
             delta = delta @ w.T
         else:  # products in the compute dtype, sums over the batch in float32
             low = delta.astype(compute)
@@ -171,6 +173,7 @@ def backprop_with_cache(
     cache = forward(net, params, x)
     delta = output_delta(net, cache, cost.grad(cache.out, y))
     grads, input_grad, deltas = backward(net, params, cache, delta)
+    input_grad = input_grad.astype(x.dtype)
     loss = cost.value(cache.out, y) + _losses.weight_penalty(params, net.l2)
     if net.l2:
         # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
@@ -191,18 +194,16 @@ def apply_custom_vjp(net: MLP, params: Params, x: Array) -> Array:
     return forward(net, params, x).out
 
 
-def _apply_fwd(net: MLP, params: Params, x: Array) -> tuple[Array, tuple[Params, ForwardCache]]:
+def _apply_fwd(net: MLP, params: Params, x: Array):
     cache = forward(net, params, x)
-    return cache.out, (params, cache)
+    return cache.out, (params, cache, x)
 
 
-def _apply_bwd(
-    net: MLP, residuals: tuple[Params, ForwardCache], out_cotangent: Array
-) -> tuple[Params, Array]:
-    params, cache = residuals
+def _apply_bwd(net: MLP, residuals: tuple[Params, ForwardCache, Array], out_cotangent: Array):
+    params, cache, x = residuals  # x: its dtype is the input cotangent's
     delta = output_delta(net, cache, out_cotangent)
     grads, input_grad, _ = backward(net, params, cache, delta)
-    return grads, input_grad
+    return grads, input_grad.astype(x.dtype)
 
 
 apply_custom_vjp.defvjp(_apply_fwd, _apply_bwd)

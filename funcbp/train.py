@@ -107,8 +107,6 @@ def make_train_step(
     value_and_grad = _engine(net, engine)
 
     def apply(state: TrainState, grads: Params) -> TrainState:
-        # Inputs of a wider dtype than the parameters must not widen the optimizer state.
-        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1, state.key)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import funcbp
 from funcbp import activations, losses
+from funcbp.backprop import apply_custom_vjp, backprop
 
 from ._compare import assert_trees_close, leaf_errors
 
@@ -132,6 +133,22 @@ def test_bfloat16_parameters_run_and_roughly_agree():
     assert jax.tree.map(lambda g: g.dtype, grads_bp) == jax.tree.map(lambda p: p.dtype, params)
     # bfloat16 keeps 8 significant bits (eps = 2^-7 ~ 0.008); a few roundings.
     assert_trees_close(grads_bp, grads_ad, 0.05, "bfloat16 grads")
+
+
+def test_gradients_take_the_parameters_dtype_and_the_input_gradient_the_inputs():
+    # float64 inputs into float32 parameters widen the products; the gradients do not
+    # widen (jax.grad's never do), nor does apply_custom_vjp's cotangent for x.
+    net = funcbp.MLP((3, 4, 2), activation="tanh", cost="mse")
+    params, x, y = make_problem(net, jax.random.key(0), batch=5)
+    params = jax.tree.map(lambda p: p.astype(jnp.float32), params)
+    x64 = x.astype(jnp.float64)
+    dtypes = jax.tree.map(lambda p: p.dtype, params)
+    result = backprop(net, params, x64, y)
+    assert jax.tree.map(lambda g: g.dtype, result.grads) == dtypes
+    assert jax.tree.map(lambda g: g.dtype, net.autodiff(params, x64, y)[1]) == dtypes
+    assert result.input_grad.dtype == jnp.float64
+    grads, x_grad = jax.grad(lambda p, x: apply_custom_vjp(net, p, x).sum(), (0, 1))(params, x64)
+    assert jax.tree.map(lambda g: g.dtype, grads) == dtypes and x_grad.dtype == jnp.float64
 
 
 @pytest.mark.parametrize("cost", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy"])
