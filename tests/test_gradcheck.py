@@ -144,6 +144,49 @@ def test_a_float64_bug_is_caught_even_when_float32_rounding_would_hide_it():
     assert all(row.error64.max_rel > row.tolerance64 for row in report.failures)
 
 
+def test_a_float32_formula_that_loses_more_than_autodiff_to_rounding_fails():
+    # 1e-3 off only where the arguments are float32: far beyond float32's own rounding.
+    def sloppy_in_float32(params):
+        grads = correct(params)
+        return jax.tree.map(lambda g: g * (1 + 1e-3) if g.dtype == jnp.float32 else g, grads)
+
+    params32 = jax.tree.map(lambda p: p.astype(jnp.float32), PARAMS)
+    report = funcbp.check_grad(loss, sloppy_in_float32, params32)
+    assert not report.ok and report.failures
+    assert all(row.error64.max_rel < 1e-9 < row.error.max_rel for row in report.failures)
+
+
+@pytest.mark.parametrize("mode", ["elementwise", "directional"])
+def test_vanishing_gradients_pass_where_finite_differences_cannot_resolve_them(mode):
+    # Ten sigmoid layers with small weights: layer 1's gradient is ~1e-9 of the last's,
+    # below the loss's rounding over the step (u |f| / h ~ 5e-12). Both engines are
+    # right; finite differences there are noise and must neither fail nor flag kinks.
+    net = funcbp.MLP((16, *[16] * 9, 10), activation="sigmoid", cost="softmax_cross_entropy")
+    params = [{"w": 0.3 * p["w"], "b": p["b"]} for p in net.init(jax.random.key(0), jnp.float64)]
+    x = jax.random.normal(jax.random.key(1), (16, 16), jnp.float64)
+    y = jnp.arange(16) % 10
+    report = funcbp.check_gradients(net, params, x, y, mode=mode)
+    assert report.ok and report.kinks == 0, str(report)
+    unresolved = {row.path for row in report.rows if row.unresolved}
+    assert "[0]['b']" in unresolved and "[9]['w']" not in unresolved
+    assert "ok~" in str(report)
+    # The analytic comparison still holds them to 1e-9.
+    assert all(row.error64.max_rel < 1e-9 for row in report.rows if row.reference == "autodiff")
+
+
+def test_saturated_tanh_in_float32_errs_as_autodiff_does_and_passes():
+    # Pre-activations near 6: tanh' = (1 - a)(1 + a) ~ 2.5e-5 from a rounded near 1, so
+    # both engines are ~1e-3 off the float64 value; that is float32's, not backprop's.
+    net = funcbp.MLP((3, 4, 2), activation="tanh", cost="mse")
+    params = net.init(jax.random.key(0))
+    params = [{"w": params[0]["w"], "b": jnp.full(4, 6.0)}, params[1]]
+    x = 0.3 * jax.random.normal(jax.random.key(1), (8, 3), jnp.float32)
+    report = funcbp.check_gradients(net, params, x, jnp.zeros((8, 2), jnp.float32))
+    assert report.ok, str(report)
+    rows = [r for r in report.rows if r.reference == "autodiff" and r.path == "[0]['b']"]
+    assert rows[0].error.max_rel > funcbp.gradcheck.TOLERANCES["float32"]  # what it allows
+
+
 def test_relu_kinks_are_counted_not_judged():
     net = funcbp.MLP((3, 4, 2), activation="relu", cost="mse")
     params, x, y = make_problem(net, jax.random.key(2), batch=5)
