@@ -9,8 +9,9 @@ compiled step computes, for each layer ``l`` (shape ``[L]`` per statistic)::
     delta_norm       ||delta_l|| = ||dLoss/dz_l||         over the batch, [batch, n_out_l]
     weight_norm      ||W_l||
     update_ratio     ||W_l(after) - W_l(before)|| / ||W_l(before)||   (rule of thumb: ~1e-3)
-    dead_fraction    ReLU-family layers: the fraction of units with z <= 0 for every
-                     sample of the batch (no gradient flows through them); else NaN
+    dead_fraction    ReLU layers: the fraction of units with z <= 0 for every sample of
+                     the batch (no gradient flows through them); else NaN (leaky ReLU,
+                     ELU, SiLU and GELU pass gradient below 0: their units cannot die)
     saturated_fraction  sigmoid/tanh layers: the fraction of (sample, unit) pairs whose
                      derivative is below 5 % of its maximum (sigmoid' < 0.0125,
                      tanh' < 0.05: |z| beyond about 4.4 and 2.2); else NaN
@@ -29,8 +30,6 @@ from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
-
-from funcbp import activations
 
 if TYPE_CHECKING:
     from funcbp.backprop import ForwardCache
@@ -78,8 +77,7 @@ def layer_stats(
     dead, saturated = [], []
     for name, act, z, a in zip(net.layer_names, net.layer_activations, cache.pre, cache.post,
                                strict=True):  # fmt: skip
-        is_relu = name in activations.RELU_FAMILY
-        dead.append(jnp.mean(jnp.max(z, axis=0) <= 0) if is_relu else jnp.nan)
+        dead.append(jnp.mean(jnp.max(z, axis=0) <= 0) if name == "relu" else jnp.nan)
         if name in _SATURATING:
             small = act.grad(z, a) < _SATURATED_BELOW * _SATURATING[name]
             saturated.append(jnp.mean(small))

@@ -143,6 +143,21 @@ def test_a_strongly_negative_bias_kills_relus(digits):
     assert history["dead_fraction"][0][0] == 1.0 and history["grad_norm"][0][0] == 0.0
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "silu", "gelu"])
+def test_units_that_pass_gradient_below_zero_are_never_called_dead(digits, activation):
+    # A bias of -3 puts (nearly) every z below 0, where these still pass gradient: no
+    # dead-unit statistic, and no dead-ReLU warning (pytest would make it an error here).
+    net = funcbp.MLP((64, 32, 10), activation=activation, cost="softmax_cross_entropy")
+    opt = optim.make("adam", 1e-3)
+    state = funcbp.init_state(net, opt, jax.random.key(0))
+    params = [dict(p) for p in state.params]
+    params[0]["b"] = jnp.full_like(params[0]["b"], -3.0)
+    state = state._replace(params=params, opt_state=opt.init(params))
+    _, history = funcbp.fit(net, opt, digits.train, epochs=1, batch_size=64, state=state,
+                            diagnostics_every=3)  # fmt: skip
+    assert np.isnan(history["dead_fraction"][0][0])  # not measured for this activation
+
+
 def test_a_healthy_digits_run_raises_no_warning(digits):
     # pytest turns warnings into errors here (pyproject filterwarnings = error).
     net = funcbp.MLP((64, 128, 128, 10), activation="relu", cost="softmax_cross_entropy")
