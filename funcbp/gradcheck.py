@@ -518,6 +518,7 @@ def check_gradients(
       key: for the random directions.
     """
     net.check_call(params, x, y)
+    _check_float_tree(params, "params")
     y_is_labels = jnp.issubdtype(jnp.result_type(y), jnp.integer)
     mode = _pick_mode(mode, net.num_params, max_elementwise)
     with jax.enable_x64(True):
@@ -699,6 +700,7 @@ def check_hvp(
     against central differences of the autodiff gradient along ``v``.
     """
     net.check_call(params, x, y)
+    _check_float_tree(params, "params")
     key = jax.random.key(0) if key is None else key
     y_is_labels = jnp.issubdtype(jnp.result_type(y), jnp.integer)
     reports = []

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from funcbp import activations as _activations
@@ -68,6 +70,11 @@ class MLP:
         object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
         n_hidden = len(self.sizes) - 2
         if not isinstance(self.activation, str):
+            if not isinstance(self.activation, Sequence):
+                raise ValueError(
+                    "activation must be a name or a sequence of names (one per hidden layer), "
+                    f"got {self.activation!r}"
+                )
             names = tuple(self.activation)
             if len(names) != n_hidden:
                 raise ValueError(
@@ -79,8 +86,9 @@ class MLP:
             _activations.get(name)
         _losses.get(self.cost)
         _initializers.check(self.initializer)
-        if not isinstance(self.l2, numbers.Real) or isinstance(self.l2, bool) or self.l2 < 0:
-            raise ValueError(f"l2 must be a non-negative number, got {self.l2!r}")
+        l2 = self.l2
+        if not isinstance(l2, numbers.Real) or isinstance(l2, bool) or not 0 <= l2 < math.inf:
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         object.__setattr__(self, "l2", float(self.l2))
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(
@@ -136,7 +144,12 @@ class MLP:
         Returns:
           ``[{"w": [n_in, n_out], "b": [n_out]}, ...]``, one dict per layer.
         """
-        return _init(self.init_rules, key, jnp.dtype(dtype))
+        check_key(key)
+        try:
+            dtype = jnp.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"init: dtype must be a floating type, got {dtype!r}") from None
+        return _init(self.init_rules, key, dtype)
 
     # --- pure functions of (params, x, y) -----------------------------------------
 
@@ -181,20 +194,39 @@ class MLP:
         for i, (layer, (n_in, n_out)) in enumerate(
             zip(params, itertools.pairwise(self.sizes), strict=True)
         ):
+            if not isinstance(layer, Mapping):
+                raise ValueError(
+                    f"params[{i}] must be a dict {{'w': [n_in, n_out], 'b': [n_out]}}, "
+                    f"got {type(layer).__name__}"
+                )
             shapes = {k: jnp.shape(v) for k, v in layer.items()}
             if shapes != {"w": (n_in, n_out), "b": (n_out,)}:
                 raise ValueError(
                     f"params[{i}] has shapes {shapes}, expected "
                     f"{{'w': {(n_in, n_out)}, 'b': {(n_out,)}}} for sizes {self.sizes}"
                 )
+        x, y = (a if a is None or hasattr(a, "dtype") else np.asarray(a) for a in (x, y))
         x_shape = jnp.shape(x)
         if len(x_shape) != 2 or x_shape[1] != self.sizes[0]:
             raise ValueError(
                 f"x has shape {x_shape}, expected [batch, {self.sizes[0]}] (sizes[0] = "
                 f"{self.sizes[0]} input features)"
             )
+        if not x_shape[0]:
+            raise ValueError("x has no rows: a batch needs at least one sample")
+        if not any(jnp.issubdtype(x.dtype, kind) for kind in (jnp.floating, jnp.integer, bool)):
+            raise ValueError(f"x has dtype {x.dtype}; inputs must be real numbers")
         if y is not None:
             _losses.get(self.cost).check_targets(y, (x_shape[0], self.sizes[-1]))
+
+
+def check_key(key) -> None:
+    """Raises ``ValueError`` unless ``key`` is a ``jax.random.key`` (or a legacy ``PRNGKey``)."""
+    shape, dtype = np.shape(key), getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
+    if not (typed or (dtype == np.uint32 and shape == (2,))):
+        described = f"{dtype}{list(shape)}" if dtype is not None else type(key).__name__
+        raise ValueError(f"key must be a jax.random.key(seed), got {described}")
 
 
 def initial_params(init_rules, key: Array, dtype: jnp.dtype) -> Params:

@@ -32,7 +32,7 @@ from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
 from funcbp.backprop import backprop_with_cache
-from funcbp.mlp import MLP, initial_params
+from funcbp.mlp import MLP, check_key, initial_params
 from funcbp.shared_program import SharedProgram
 
 Array = jax.Array
@@ -56,17 +56,9 @@ def init_state(
 
     ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
     """
-    _check_key(key)
+    check_key(key)
     params, opt_state, k_train = _initializer(net.init_rules, optimizer, jnp.dtype(dtype))(key)
     return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
-
-
-def _check_key(key: Any) -> None:
-    shape, dtype = np.shape(key), getattr(key, "dtype", None)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ()
-    if not (typed or (dtype == np.uint32 and shape == (2,))):
-        described = f"{dtype}{list(shape)}" if dtype is not None else type(key).__name__
-        raise ValueError(f"key must be a jax.random.key(seed), got {described}")
 
 
 @functools.lru_cache(maxsize=32)

@@ -258,3 +258,6 @@ def test_bad_arguments_are_named():
         funcbp.check_grad(lambda n: n * 1.0, lambda n: n, jnp.arange(3))
     with pytest.raises(ValueError, match="mode must be"):
         funcbp.check_gradients(NET, PARAMS, X, Y, mode="fast")
+    integers = jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)
+    with pytest.raises(ValueError, match=r"params\[0\]\['b'\] has dtype int32; only floating"):
+        funcbp.check_gradients(NET, integers, X, Y)

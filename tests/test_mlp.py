@@ -24,7 +24,9 @@ from funcbp import activations, initializers
         ({"sizes": (3, 4, 2), "output_activation": "softmax"}, r"unknown activation 'softmax'"),
         ({"sizes": (3, 4, 5, 2), "activation": ("relu",)}, r"1 names but .* 2 hidden layers"),
         ({"sizes": (3, 2), "cost": "hinge"}, r"unknown cost 'hinge'; valid names: mse"),
-        ({"sizes": (3, 2), "l2": -1.0}, r"l2 must be a non-negative number"),
+        ({"sizes": (3, 2), "l2": -1.0}, r"l2 must be a finite number >= 0, got -1.0"),
+        ({"sizes": (3, 2), "l2": float("nan")}, r"l2 must be a finite number >= 0, got nan"),
+        ({"sizes": (3, 4, 2), "activation": None}, r"activation must be a name or a sequence"),
         ({"sizes": (3, 2), "initializer": "orthogonal"}, r"unknown initializer 'orthogonal'"),
     ],
 )
@@ -75,10 +77,24 @@ def test_targets_that_do_not_fit_are_named_by_every_engine(net, params):
             method(params, x, jnp.zeros((6, 2)))
 
 
+def test_inputs_that_are_not_a_batch_of_real_numbers_are_named(net, params):
+    for x, message in [
+        (jnp.zeros((0, 4)), r"x has no rows"),
+        (jnp.zeros((2, 4), jnp.complex64), r"x has dtype complex64; inputs must be real numbers"),
+        (np.full((2, 4), "a"), r"x has dtype <U1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            net.apply(params, x)
+    as_list = net.loss(params, [[0.0] * 4] * 3, [0, 1, 2])  # plain lists are arrays too
+    assert as_list == net.loss(params, jnp.zeros((3, 4)), jnp.array([0, 1, 2]))
+
+
 def test_params_that_do_not_fit_are_named(net, params):
     x = jnp.zeros((2, 4))
     with pytest.raises(ValueError, match=r"params must be a list of 2 layers, got 1"):
         net.apply(params[:1], x)
+    with pytest.raises(ValueError, match=r"params\[0\] must be a dict \{'w'.*got tuple"):
+        net.apply([(p["w"], p["b"]) for p in params], x)
     swapped = [params[0], {"w": params[1]["w"].T, "b": params[1]["b"]}]
     with pytest.raises(ValueError, match=r"params\[1\] has shapes .* expected .*\(5, 3\)"):
         net.apply(swapped, x)
@@ -120,6 +136,10 @@ def test_float64_without_x64_is_refused():
         net.init(jax.random.key(0), dtype=jnp.float64)
     with pytest.raises(ValueError, match="floating type"):
         net.init(jax.random.key(0), dtype=jnp.int32)
+    with pytest.raises(ValueError, match="floating type, got 'foo'"):
+        net.init(jax.random.key(0), dtype="foo")
+    with pytest.raises(ValueError, match=r"key must be a jax.random.key\(seed\), got int"):
+        net.init(0)
 
 
 # Variance of a [fan_in, fan_out] weight matrix under each rule.
