@@ -42,7 +42,8 @@ class MLP:
         not shadow the ``loss`` method.
       l2: weight penalty ``l2 / 2 * sum ||W||^2`` (biases excluded).
       initializer: weight initialiser name, or ``"auto"`` to pick per layer from its
-        activation (He for the ReLU family, Glorot for sigmoid/tanh/identity).
+        activation (He for the ReLU family, Glorot for sigmoid/tanh/identity, LeCun
+        for softplus).
       compute_dtype: mixed precision: ``"bfloat16"`` or ``"float16"`` runs every layer
         in that dtype on (float32) master parameters, with matrix products
         accumulated in float32 and the loss, its gradient and the parameter
