@@ -5,7 +5,7 @@ per-layer statistics of ``funcbp.diagnostics`` switched on (every 10 steps):
 
   sigmoid, Glorot init   each layer multiplies the backpropagated signal by
                          sigmoid' <= 0.25: the first layer's weight gradient is
-                         about a millionth of the last one's, and it barely learns
+                         about 1e-5 of the last one's, and it barely learns
   ReLU, He init          the gradient norm stays within one order of magnitude
                          across the layers, and the network learns
 

@@ -4,7 +4,18 @@ from funcbp import xla_cpu_flags
 
 xla_cpu_flags.set_flags()  # before JAX's backend starts: see funcbp/xla_cpu_flags.py
 
-from funcbp import activations, backprop, data, initializers, losses, optim, testing, train
+from funcbp import (
+    activations,
+    backprop,
+    data,
+    diagnostics,
+    initializers,
+    losses,
+    optim,
+    sharding,
+    testing,
+    train,
+)
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from funcbp.compilation_cache import enable_compilation_cache
@@ -39,6 +50,7 @@ __all__ = [
     "check_hvp",
     "check_vjp",
     "data",
+    "diagnostics",
     "enable_compilation_cache",
     "evaluate",
     "fit",
@@ -51,6 +63,7 @@ __all__ = [
     "make_train_step",
     "optim",
     "save_checkpoint",
+    "sharding",
     "testing",
     "train",
 ]

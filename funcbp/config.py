@@ -8,7 +8,7 @@ A run file has up to five tables; every key is optional but ``data.source`` and
                  cost = "softmax_cross_entropy"   l2 = 0.0   initializer = "auto"
                  compute_dtype = "" (or "bfloat16"/"float16": mixed precision)
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
-    [train]      epochs = 30   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
+    [train]      epochs = 10   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
                  checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
                  diagnostics_every = 0 (off; steps between per-layer statistics)
