@@ -23,8 +23,8 @@ import time
 import jax
 
 import funcbp
-from funcbp import config as _config
-from funcbp import run
+from funcbp.cli import config as _config
+from funcbp.cli import run
 
 SETTINGS = {"off A": None, "off B": None, "on /10": 10, "on /1": 1}
 

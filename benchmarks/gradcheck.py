@@ -74,7 +74,7 @@ def _check(case: str) -> dict:
 
     sizes, mode, _ = CASES[case]
     net, params, x, y = _problem(sizes)
-    from funcbp.compile_clock import CompileClock  # after the timed import
+    from funcbp._jax.compile_clock import CompileClock  # after the timed import
 
     clock = CompileClock()
     result = {"params": net.num_params}
@@ -100,7 +100,7 @@ def _loop(case: str, sample: int) -> dict:
 
     sizes, _, _ = CASES[case]
     net, params, x, y = _problem(sizes)
-    from funcbp.compile_clock import CompileClock  # after the timed import
+    from funcbp._jax.compile_clock import CompileClock  # after the timed import
 
     clock = CompileClock()
     with jax.enable_x64(True):

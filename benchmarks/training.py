@@ -380,7 +380,7 @@ def one(name: str) -> dict:
     import jax.numpy as jnp
 
     jnp.zeros(()).block_until_ready()  # the data helpers use funcbp; keep startup off the clock
-    from funcbp.compile_clock import CompileClock  # after the timed import
+    from funcbp._jax.compile_clock import CompileClock  # after the timed import
 
     clock = CompileClock()
     run = RUNNERS[name]()

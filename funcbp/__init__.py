@@ -1,6 +1,6 @@
 """funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad."""
 
-from funcbp import xla_cpu_flags
+from funcbp._jax import xla_cpu_flags
 
 xla_cpu_flags.set_flags()  # before JAX's backend starts: see funcbp/xla_cpu_flags.py
 
@@ -16,9 +16,9 @@ from funcbp import (
     testing,
     train,
 )
+from funcbp._jax.compilation_cache import enable_compilation_cache
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from funcbp.compilation_cache import enable_compilation_cache
 from funcbp.gradcheck import GradientReport, check_grad, check_gradients, check_hvp, check_vjp
 from funcbp.mlp import MLP
 from funcbp.train import (

@@ -1,5 +1,5 @@
 """``python -m funcbp``: the same as the ``funcbp`` command."""
 
-from funcbp.cli import run
+from funcbp.cli.main import run
 
 run()

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcbp import atomic, optim
+from funcbp import optim
+from funcbp._jax import atomic
 from funcbp.mlp import MLP
 from funcbp.train import Progress, TrainState, init_progress, init_state
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import funcbp
-from funcbp import atomic, checkpoint, optim
+from funcbp import checkpoint, optim
+from funcbp._jax import atomic
 from funcbp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_rotating
 
 NET = funcbp.MLP((3, 5, 2), activation="tanh", cost="softmax_cross_entropy")

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 import funcbp
-from funcbp import checkpoint, cli, config, run
+from funcbp import checkpoint
+from funcbp.cli import config, run
+from funcbp.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))

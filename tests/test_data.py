@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import funcbp
-from funcbp import data, idx
+from funcbp import data
+from funcbp.data import idx
 
 # --- built-ins ---------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import funcbp
-from funcbp import cli, data, diagnostics, losses, optim
+from funcbp import data, diagnostics, losses, optim
+from funcbp.cli import main as cli
 from funcbp.diagnostics import DiagnosticWarning
 
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from funcbp import xla_cpu_flags
+from funcbp._jax import xla_cpu_flags
 
 XOR_KERNEL = r"""
 import numpy as np, jax, optax, funcbp

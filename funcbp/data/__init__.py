@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from funcbp import idx
+from funcbp.data import idx
 
 if TYPE_CHECKING:
     from funcbp.mlp import MLP

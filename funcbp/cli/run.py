@@ -34,10 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from funcbp import atomic, checkpoint, diagnostics, display, optim, plots, process_data, sharding
-from funcbp import config as _config
+from funcbp import checkpoint, diagnostics, optim, process_data, sharding
 from funcbp import data as _data
-from funcbp.compile_clock import CompileClock
+from funcbp._jax import atomic
+from funcbp._jax.compile_clock import CompileClock
+from funcbp.cli import config as _config
+from funcbp.cli import display, plots
 from funcbp.mlp import MLP
 from funcbp.train import (
     TrainingDiverged,

@@ -31,9 +31,9 @@ from jax.sharding import Mesh
 from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
+from funcbp._jax.shared_program import SharedProgram
 from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP, check_key, initial_params
-from funcbp.shared_program import SharedProgram
 
 Array = jax.Array
 Params = list[dict[str, Array]]

@@ -108,9 +108,10 @@ def _fail(message: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from funcbp import checkpoint, display, run
-    from funcbp import config as _config
-    from funcbp.compilation_cache import enable_compilation_cache
+    from funcbp import checkpoint
+    from funcbp._jax.compilation_cache import enable_compilation_cache
+    from funcbp.cli import config as _config
+    from funcbp.cli import display, run
     from funcbp.train import TrainingDiverged
 
     try:
@@ -173,7 +174,7 @@ def _start_distributed(args: argparse.Namespace, configured) -> None:
 
 def _run_config(args: argparse.Namespace):
     """The config to run: CONFIG with --set, or a resumed run's own (which they must match)."""
-    from funcbp import config as _config
+    from funcbp.cli import config as _config
 
     if args.resume is None:
         if args.config is None:
@@ -206,9 +207,10 @@ def _diagnose(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
 
-    from funcbp import config as _config
-    from funcbp import diagnostics, display, run
-    from funcbp.compilation_cache import enable_compilation_cache
+    from funcbp import diagnostics
+    from funcbp._jax.compilation_cache import enable_compilation_cache
+    from funcbp.cli import config as _config
+    from funcbp.cli import display, run
     from funcbp.train import TrainingDiverged, fit_blocks
 
     enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
@@ -250,8 +252,8 @@ def _check(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
 
-    from funcbp import config as _config
-    from funcbp import run
+    from funcbp.cli import config as _config
+    from funcbp.cli import run
     from funcbp.gradcheck import check_gradients, check_hvp
     from funcbp.mlp import MLP
 
