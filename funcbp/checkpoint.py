@@ -25,16 +25,13 @@ import numpy as np
 
 from funcbp import optim
 from funcbp._jax import atomic
+from funcbp.errors import CheckpointError
 from funcbp.mlp import MLP
 from funcbp.train import Progress, TrainState, init_progress, init_state
 
 FORMAT = "funcbp.checkpoint/1"
 _META = "__meta__"
 _STEP_FILE = re.compile(r"step-(\d+)\.npz")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit what it is loaded into."""
 
 
 class Checkpoint(NamedTuple):

@@ -27,6 +27,7 @@ from funcbp import losses as _losses
 Array = jax.Array
 Params = list[dict[str, Array]]
 COMPUTE_DTYPES = (None, "bfloat16", "float16")
+PARAM_DTYPES = ("float32", "float64", "bfloat16")  # what ``init`` and training accept
 
 
 @dataclasses.dataclass(frozen=True)

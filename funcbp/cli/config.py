@@ -32,10 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from funcbp import activations, initializers, losses, optim
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message names the key."""
+from funcbp.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
