@@ -1,14 +1,19 @@
-"""funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad."""
+"""funcbp: MLPs in JAX as pure functions, with a hand-derived backward pass beside jax.grad.
 
-from funcbp._jax import xla_cpu_flags
-
-xla_cpu_flags.set_flags()  # before JAX's backend starts: see funcbp/xla_cpu_flags.py
+The public API is what this module re-exports, and the public modules below;
+``funcbp._jax`` (process plumbing) and ``funcbp.cli`` (the command line) are
+not. Importing funcbp changes no process state: no environment variable, no
+umask, no JAX option (``use_fast_cpu_compile`` is the call that sets XLA options).
+"""
 
 from funcbp import (
     activations,
     backprop,
+    checkpoint,
     data,
     diagnostics,
+    errors,
+    gradcheck,
     initializers,
     losses,
     optim,
@@ -16,10 +21,15 @@ from funcbp import (
     testing,
     train,
 )
+from funcbp._jax.caches import clear_caches
 from funcbp._jax.compilation_cache import enable_compilation_cache
+from funcbp._jax.xla_cpu_flags import use_fast_cpu_compile
+from funcbp.activations import Activation
 from funcbp.backprop import BackpropResult, ForwardCache
-from funcbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from funcbp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from funcbp.errors import CheckpointError, ConfigError, DataError
 from funcbp.gradcheck import GradientReport, check_grad, check_gradients, check_hvp, check_vjp
+from funcbp.losses import Cost
 from funcbp.mlp import MLP
 from funcbp.train import (
     TrainingDiverged,
@@ -36,9 +46,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "Activation",
     "BackpropResult",
     "Checkpoint",
     "CheckpointError",
+    "ConfigError",
+    "Cost",
+    "DataError",
     "ForwardCache",
     "GradientReport",
     "TrainState",
@@ -49,12 +63,16 @@ __all__ = [
     "check_gradients",
     "check_hvp",
     "check_vjp",
+    "checkpoint",
+    "clear_caches",
     "data",
     "diagnostics",
     "enable_compilation_cache",
+    "errors",
     "evaluate",
     "fit",
     "fit_blocks",
+    "gradcheck",
     "init_state",
     "initializers",
     "load_checkpoint",
@@ -66,4 +84,5 @@ __all__ = [
     "sharding",
     "testing",
     "train",
+    "use_fast_cpu_compile",
 ]

@@ -10,6 +10,8 @@ os.environ["FUNCBP_CACHE_DIR"] = ""
 import jax
 import pytest
 
+import funcbp
+
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -23,11 +25,11 @@ def getkey():
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
-    """Drops JAX's compiled programs after each test module.
+    """Drops every compiled program, funcbp's and JAX's, after each test module.
 
     Every compiled CPU program holds a few memory mappings; one long session
     that keeps tens of thousands of them reaches the kernel's vm.max_map_count
     (65530) and XLA crashes in its next compilation.
     """
     yield
-    jax.clear_caches()
+    funcbp.clear_caches()

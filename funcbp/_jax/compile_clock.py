@@ -13,6 +13,7 @@ COMPILE_EVENTS = (
 )
 
 _seconds_by_program: dict[str, float] = {}
+_listening = False
 
 
 def _record(event: str, duration: float, fun_name: str = "?", **_) -> None:
@@ -21,13 +22,20 @@ def _record(event: str, duration: float, fun_name: str = "?", **_) -> None:
         _seconds_by_program[name] = _seconds_by_program.get(name, 0.0) + duration
 
 
-jax.monitoring.register_event_duration_secs_listener(_record)
+def _listen() -> None:
+    """Registers the listener with ``jax.monitoring`` once, when the first clock is made
+    (not at import: importing funcbp leaves JAX's global state alone)."""
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_duration_secs_listener(_record)
+        _listening = True
 
 
 class CompileClock:
     """Compile seconds spent since this clock was made, in total and per program."""
 
     def __init__(self) -> None:
+        _listen()
         self._start = dict(_seconds_by_program)
 
     @property

@@ -18,10 +18,14 @@ from typing import Any
 
 import jax
 
+from funcbp._jax import caches
+
 # Executables by (program text digest, argument signature); the least recently used
-# are dropped beyond this many.
+# are dropped beyond this many, and each program keeps its last few signatures' own.
 MAX_EXECUTABLES = 32
+MAX_SIGNATURES = 8
 _executables: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
+caches.register(_executables.clear)
 
 
 def _signature(args: tuple) -> tuple:
@@ -35,7 +39,7 @@ class SharedProgram:
 
     def __init__(self, fn: Callable) -> None:
         self._jitted = jax.jit(fn)
-        self._by_signature: dict[tuple, Any] = {}
+        self._by_signature: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
 
     def lower(self, *args) -> jax.stages.Lowered:
         """The program for ``args``, lowered (as ``jax.jit(fn).lower``), to inspect."""
@@ -45,18 +49,24 @@ class SharedProgram:
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
             return self._jitted(*args)  # under a transformation: as jax.jit
         signature = _signature(args)
-        executable = self._by_signature.get(signature)
+        executable = _lookup(self._by_signature, signature, MAX_SIGNATURES)
         if executable is None:
-            executable = self._by_signature[signature] = _compile(self.lower(*args), signature)
+            lowered = self.lower(*args)
+            key = (hashlib.sha256(lowered.as_text().encode()).digest(), signature)
+            executable = _lookup(_executables, key, MAX_EXECUTABLES, lowered.compile)
+            _lookup(self._by_signature, signature, MAX_SIGNATURES, lambda: executable)
         return executable(*args)
 
 
-def _compile(lowered: jax.stages.Lowered, signature: tuple):
-    key = (hashlib.sha256(lowered.as_text().encode()).digest(), signature)
-    if key in _executables:
-        _executables.move_to_end(key)
-    else:
-        _executables[key] = lowered.compile()
-        while len(_executables) > MAX_EXECUTABLES:
-            _executables.popitem(last=False)
-    return _executables[key]
+def _lookup(cache: collections.OrderedDict, key, most: int, make: Callable | None = None):
+    """``cache[key]``, most recently used; absent: ``make()`` stored (the least recently
+    used dropped beyond ``most``), or ``None`` without ``make``."""
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    if make is None:
+        return None
+    cache[key] = make()
+    while len(cache) > most:
+        cache.popitem(last=False)
+    return cache[key]

@@ -1,11 +1,11 @@
-"""XLA:CPU options funcbp sets when imported: tiny loops as one kernel, shorter compiles.
+"""XLA:CPU options for funcbp's programs: tiny loops as one kernel, shorter compiles.
 
 Both are backend options, which XLA reads from ``XLA_FLAGS`` once, when JAX's
-backend starts: funcbp adds them to the process environment at import, so they
-apply to every program of the process (and are inherited by child processes),
-and have no effect where the backend started before funcbp was imported.
-``XLA_FLAGS`` is left as it is when it already sets ``xla_backend_extra_options``
-(the user's choice stands).
+backend starts. Importing funcbp changes nothing; ``use_fast_cpu_compile()``
+(what ``funcbp`` the command does first) adds them to the process environment,
+so they apply to every program of the process (and are inherited by child
+processes). It must run before JAX's first computation. ``XLA_FLAGS`` is left as
+it is when it already sets ``xla_backend_extra_options`` (the user's choice stands).
 
 * ``xla_cpu_small_while_loop_byte_threshold``: XLA:CPU runs a program's
   operations one by one ("thunks", a fraction of a microsecond each to
@@ -50,11 +50,36 @@ def backend_options() -> dict[str, str]:
     return options
 
 
-def set_flags() -> None:
-    """Adds ``backend_options()`` to ``XLA_FLAGS`` unless it already has backend options."""
-    flags = os.environ.get("XLA_FLAGS", "")
+def use_fast_cpu_compile() -> bool:
+    """Sets the XLA:CPU options above for this process; call it before JAX's first computation.
+
+    A script gains what ``funcbp train`` has: XOR's fused epochs run as one kernel
+    (about 5x the steps per second) and a training block compiles about a third
+    faster. Other backends (GPU, TPU) ignore them.
+
+    Returns:
+      ``True`` when the options were added to ``XLA_FLAGS``; ``False`` when there is
+      nothing to add (both turned off, or ``XLA_FLAGS`` names backend options already).
+
+    Raises:
+      ValueError: ``FUNCBP_SMALL_LOOP_BYTES`` or ``FUNCBP_LOOP_UNROLLING`` is malformed.
+      RuntimeError: JAX's backend has started already, so XLA would not read them.
+    """
     options = backend_options()
+    flags = os.environ.get("XLA_FLAGS", "")
     if not options or "xla_backend_extra_options" in flags:
-        return
+        return False
+    if _backend_started():
+        raise RuntimeError(
+            "use_fast_cpu_compile() must run before JAX's first computation: XLA has read "
+            "XLA_FLAGS already (call it right after the imports)"
+        )
     extra = ",".join(f"{name}={value}" for name, value in options.items())
     os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_extra_options={extra}".strip()
+    return True
+
+
+def _backend_started() -> bool:
+    from jax._src import xla_bridge  # no public way to ask; absent: assume not started
+
+    return getattr(xla_bridge, "backends_are_initialized", lambda: False)()
