@@ -21,18 +21,36 @@ products.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 
 from funcbp import losses as _losses
-
-if TYPE_CHECKING:
-    from funcbp.mlp import MLP
+from funcbp.activations import Activation
 
 Array = jax.Array
 Params = list[dict[str, Array]]
+
+
+class Network(Protocol):
+    """The pieces of a network spec these passes read (``funcbp.MLP`` is one); validating
+    inputs is the spec's business, before it calls them."""
+
+    @property
+    def layer_activations(self) -> tuple[Activation, ...]: ...  # one per layer, output last
+
+    @property
+    def output_activation(self) -> str: ...
+
+    @property
+    def cost(self) -> str: ...  # a name in funcbp.losses
+
+    @property
+    def l2(self) -> float: ...
+
+    @property
+    def compute_dtype(self) -> str | None: ...  # mixed precision: "bfloat16", "float16"
 
 
 class ForwardCache(NamedTuple):
@@ -74,7 +92,7 @@ class BackpropResult(NamedTuple):
     deltas: tuple[Array, ...]
 
 
-def forward(net: MLP, params: Params, x: Array) -> ForwardCache:
+def forward(net: Network, params: Params, x: Array) -> ForwardCache:
     """Runs the network on ``x`` ``[batch, n_in]`` and keeps every ``z_l`` and ``a_l``.
 
     With ``net.compute_dtype`` the layers run in it (``x`` is cast, products are
@@ -97,7 +115,7 @@ def forward(net: MLP, params: Params, x: Array) -> ForwardCache:
     return ForwardCache(x if compute is None else x.astype(compute), tuple(pre), tuple(post))
 
 
-def _compute_dtype(net: MLP) -> jnp.dtype | None:
+def _compute_dtype(net: Network) -> jnp.dtype | None:
     return None if net.compute_dtype is None else jnp.dtype(net.compute_dtype)
 
 
@@ -106,7 +124,7 @@ def _dot(a: Array, b: Array) -> Array:
     return jnp.matmul(a, b, preferred_element_type=jnp.float32)
 
 
-def output_delta(net: MLP, cache: ForwardCache, out_cotangent: Array) -> Array:
+def output_delta(net: Network, cache: ForwardCache, out_cotangent: Array) -> Array:
     """``delta_L = out_cotangent * f_L'(z_L)``; skips the product for an identity output."""
     if net.output_activation == "identity":
         return out_cotangent
@@ -115,7 +133,7 @@ def output_delta(net: MLP, cache: ForwardCache, out_cotangent: Array) -> Array:
 
 
 def backward(
-    net: MLP, params: Params, cache: ForwardCache, delta: Array
+    net: Network, params: Params, cache: ForwardCache, delta: Array
 ) -> tuple[Params, Array, tuple[Array, ...]]:
     """The backward recurrence ``delta_{l-1} = (delta_l @ W_l^T) * f_{l-1}'(z_{l-1})``.
 
@@ -151,8 +169,15 @@ def backward(
     return grads[::-1], delta, tuple(deltas[::-1])
 
 
-def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
-    """Loss and every gradient by the hand-derived backward pass.
+def loss_of_output(net: Network, params: Params, out: Array, y: Array) -> Array:
+    """The scalar loss of output ``out`` ``[batch, n_out]``: ``cost(out, y) + l2 / 2 *
+    sum ||W||^2``, what ``MLP.loss`` and the backward pass both report."""
+    return _losses.get(net.cost).value(out, y) + _losses.weight_penalty(params, net.l2)
+
+
+def backprop(net: Network, params: Params, x: Array, y: Array) -> BackpropResult:
+    """Loss and every gradient by the hand-derived backward pass (inputs unchecked:
+    ``MLP.backprop`` validates them first).
 
     Args:
       net: the network spec.
@@ -164,17 +189,15 @@ def backprop(net: MLP, params: Params, x: Array, y: Array) -> BackpropResult:
 
 
 def backprop_with_cache(
-    net: MLP, params: Params, x: Array, y: Array
+    net: Network, params: Params, x: Array, y: Array
 ) -> tuple[BackpropResult, ForwardCache]:
     """``backprop`` and the forward cache it ran on (for per-layer diagnostics)."""
-    net.check_call(params, x, y)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    cost = _losses.get(net.cost)
     cache = forward(net, params, x)
-    delta = output_delta(net, cache, cost.grad(cache.out, y))
+    delta = output_delta(net, cache, _losses.get(net.cost).grad(cache.out, y))
     grads, input_grad, deltas = backward(net, params, cache, delta)
     input_grad = input_grad.astype(x.dtype)
-    loss = cost.value(cache.out, y) + _losses.weight_penalty(params, net.l2)
+    loss = loss_of_output(net, params, cache.out, y)
     if net.l2:
         # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
         grads = [
@@ -184,7 +207,7 @@ def backprop_with_cache(
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
-def apply_custom_vjp(net: MLP, params: Params, x: Array) -> Array:
+def apply_custom_vjp(net: Network, params: Params, x: Array) -> Array:
     """``net.apply`` whose VJP is the hand-derived backward pass.
 
     Use it inside a larger function: ``jax.grad`` / ``jax.vjp`` of that function
@@ -194,12 +217,12 @@ def apply_custom_vjp(net: MLP, params: Params, x: Array) -> Array:
     return forward(net, params, x).out
 
 
-def _apply_fwd(net: MLP, params: Params, x: Array):
+def _apply_fwd(net: Network, params: Params, x: Array):
     cache = forward(net, params, x)
     return cache.out, (params, cache, x)
 
 
-def _apply_bwd(net: MLP, residuals: tuple[Params, ForwardCache, Array], out_cotangent: Array):
+def _apply_bwd(net: Network, residuals: tuple[Params, ForwardCache, Array], out_cotangent: Array):
     params, cache, x = residuals  # x: its dtype is the input cotangent's
     delta = output_delta(net, cache, out_cotangent)
     grads, input_grad, _ = backward(net, params, cache, delta)

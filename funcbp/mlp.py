@@ -164,17 +164,16 @@ class MLP:
         """The scalar loss: ``cost(apply(params, x), y) + l2 / 2 * sum ||W||^2``."""
         self.check_call(params, x, y)
         out = _backprop.forward(self, params, jnp.asarray(x)).out
-        return _losses.get(self.cost).value(out, jnp.asarray(y)) + _losses.weight_penalty(
-            params, self.l2
-        )
+        return _backprop.loss_of_output(self, params, out, jnp.asarray(y))
 
     def backprop(self, params: Params, x: ArrayLike, y: ArrayLike) -> tuple[Array, Params]:
         """``(loss, grads)`` by the hand-derived backward pass (see ``funcbp.backprop``)."""
-        result = _backprop.backprop(self, params, x, y)
+        result = self.backprop_full(params, x, y)
         return result.loss, result.grads
 
     def backprop_full(self, params: Params, x: ArrayLike, y: ArrayLike) -> _backprop.BackpropResult:
         """Loss, grads, ``dLoss/dx`` and every layer's delta ``dLoss/dz_l``."""
+        self.check_call(params, x, y)
         return _backprop.backprop(self, params, x, y)
 
     def autodiff(self, params: Params, x: ArrayLike, y: ArrayLike) -> tuple[Array, Params]:
