@@ -52,7 +52,7 @@ def _funcbp_step(engine: str):
 
     def run():
         nonlocal state
-        state, loss = step(state, x, y)
+        state, (loss, _) = step(state, x, y)
         loss.block_until_ready()
 
     return run

@@ -1,8 +1,9 @@
 """Per-layer training diagnostics: vanishing and exploding gradients, dead and saturated units.
 
 With ``fit(..., diagnostics_every=N)`` (``make_epoch`` samples steps 0, N, 2N, ...
-of each epoch; ``make_train_step(..., diagnostics=True)`` is one such step) the
-compiled step computes, for each layer ``l`` (shape ``[L]`` per statistic)::
+of each epoch; ``make_train_step(..., diagnostics=True)`` is one such step, its
+``aux`` these statistics) the compiled step computes, for each layer ``l``
+(shape ``[L]`` per statistic)::
 
     grad_norm        ||dLoss/dW_l||                       (Frobenius norms throughout)
     grad_b_norm      ||dLoss/db_l||
@@ -110,19 +111,24 @@ def empty_stats(params: Params) -> dict[str, Array]:
     return {**stats, "grad_nonfinite": jnp.zeros((), bool)}
 
 
-def epoch_summary(stats: dict[str, Array], sampled: Array) -> dict[str, Array]:
-    """One epoch's statistics from its steps' (``[steps, L]``): the mean over sampled steps.
+def epoch_summary(aux: dict[str, Array]) -> dict[str, Array]:
+    """One epoch's statistics from ``make_epoch``'s ``aux``: the mean over its sampled steps.
 
-    ``sampled`` is ``[steps]`` bool; an epoch without a sampled step gets NaN.
+    ``aux`` holds each statistic of ``k`` steps (``[k, L]``) and ``"sampled"``
+    (``[k]`` bool, the steps that really took them); an epoch without a sampled
+    step gets NaN. ``{}`` (no diagnostics) gives ``{}``.
     """
+    if not aux:
+        return {}
+    sampled = aux["sampled"]
     count = jnp.sum(sampled)
     summary = {
-        name: jnp.sum(jnp.where(sampled[:, None], stats[name], 0.0), axis=0) / count
+        name: jnp.sum(jnp.where(sampled[:, None], aux[name], 0.0), axis=0) / count
         for name in LAYER_STATS
     }
     return {
         **summary,
-        "grad_nonfinite": jnp.any(stats["grad_nonfinite"] & sampled),
+        "grad_nonfinite": jnp.any(aux["grad_nonfinite"] & sampled),
         "sampled_steps": count.astype(jnp.int32),
     }
 

@@ -12,7 +12,8 @@ import pytest
 
 import funcbp
 from funcbp._jax import xla_cpu_flags
-from tests._xla_compiles import XlaCompiles
+
+from ._xla_compiles import XlaCompiles
 
 PACKAGE = pathlib.Path(funcbp.__file__).parent
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -137,3 +138,53 @@ def test_every_exported_name_exists_and_plumbing_is_not_exported():
     assert not {"atomic", "shared_program", "compile_clock", "xla_cpu_flags", "cli"} & set(
         funcbp.__all__
     )
+
+
+# The layers, bottom first: a module imports from its own layer or those below, never above
+# (README, Layout). The command line is on top: nothing but `python -m funcbp` imports it.
+LAYERS = [
+    {"funcbp.errors", "funcbp._jax"},
+    {"funcbp.activations", "funcbp.losses", "funcbp.initializers"},
+    {"funcbp.backprop"},
+    {"funcbp.mlp"},
+    {"funcbp.diagnostics", "funcbp.gradcheck", "funcbp.optim", "funcbp.data"},
+    {"funcbp.sharding", "funcbp.process_data"},
+    {"funcbp.train"},
+    {"funcbp.checkpoint", "funcbp.testing"},
+    {"funcbp", "funcbp.cli", "funcbp.__main__"},
+]
+
+
+def _unit(module: str) -> str:
+    """The layer unit of a dotted module name: ``funcbp.train._fit`` -> ``funcbp.train``."""
+    return ".".join(module.split(".")[:2])
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("funcbp")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("funcbp"):
+            # `from funcbp import data` imports funcbp.data, not the package's __init__
+            found |= (
+                {f"funcbp.{a.name}" for a in node.names}
+                if node.module == "funcbp"
+                else {node.module}
+            )
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_import_only_from_their_layer_or_below(path):
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    layer_of = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    here = layer_of[_unit(module)]
+    for imported in _imports(path):
+        unit = _unit(imported)
+        assert layer_of[unit] <= here, (
+            f"{module} (layer {here}) imports {imported} ({layer_of[unit]})"
+        )
+        if unit == "funcbp.cli":
+            assert _unit(module) in ("funcbp.cli", "funcbp.__main__"), f"{module} imports the CLI"

@@ -22,7 +22,6 @@ warnings.simplefilter("error")  # as pytest runs the tests
 import jax, numpy as np
 import funcbp
 from funcbp import data, optim
-from funcbp.train import _compile_block
 
 assert jax.device_count() == 4, jax.devices()
 parts, _ = data.standardize(data.split(data.load("digits"), validation=0.0, test=0.2, seed=0))
@@ -43,16 +42,12 @@ for engine in ("backprop", "autodiff"):
 # The 4-device program: each device holds a quarter of the training rows (1438 padded
 # to 1440), gathers its part of each batch from them, and all-reduces the gradient;
 # it holds and evaluates a quarter of the test rows too (359 padded to 360).
-mesh = funcbp.sharding.data_mesh()
-opt = optim.make("adam", 1e-3)
-n, n_test = len(parts.train), len(parts.test)
-block = _compile_block(net, opt, "backprop", 64, 3, (("test", n_test),), None, None, mesh, n)
-state = funcbp.sharding.replicate(funcbp.init_state(net, opt, jax.random.key(0)), mesh)
-xs, ys = funcbp.sharding.split_rows((parts.train.x, parts.train.y), mesh)
+lowered = funcbp.train.lower_block(net, optim.make("adam", 1e-3), parts.train, epochs=3,
+                                   batch_size=64, epochs_per_call=3, eval={"test": parts.test})
+hlo = lowered.compile().as_text()
+mesh, n = funcbp.sharding.data_mesh(), len(parts.train)
+xs, ys = funcbp.sharding.split_rows((parts.train.x, parts.train.y), mesh)  # as fit places them
 test = funcbp.sharding.split_rows((parts.test.x, parts.test.y), mesh)
-with funcbp.sharding.on_mesh(mesh):
-    hlo = block.lower(state, funcbp.train.init_progress(state), np.int32(3), xs, ys,
-                      {"test": test}).compile().as_text()
 out["program"] = {"all_reduce": "all-reduce(" in hlo,
                   "all_gather_rows": bool(re.search(r"\[(1440|360),64\]\S* all-gather\(", hlo)),
                   "rows_per_device": xs.addressable_shards[0].data.shape[0], "n": n,

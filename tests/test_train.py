@@ -1,5 +1,6 @@
 """Training: engines agree, early stopping, determinism, partial batches, bad input."""
 
+import dataclasses
 import itertools
 import pickle
 
@@ -12,8 +13,10 @@ import pytest
 
 import funcbp
 from funcbp import data, optim
+from funcbp.train import _block
 
 from ._compare import assert_trees_close
+from ._xla_compiles import XlaCompiles
 
 
 @pytest.fixture(scope="module")
@@ -126,34 +129,16 @@ def test_train_step_is_pure_and_compiles_once():
     step = jax.jit(chex.assert_max_traces(funcbp.make_train_step(NET, opt), n=1))
     x = jnp.ones((5, 4), jnp.float64)  # wider than the float32 parameters, on purpose
     y = jnp.array([0, 1, 2, 0, 1])
-    new, loss = step(state, x, y)
+    new, (loss, aux) = step(state, x, y)
     step(new, x + 1, y)
-    assert int(new.step) == 1 and loss.shape == ()
+    assert int(new.step) == 1 and loss.shape == () and aux == {}
     chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
-
-
-class _XlaCompiles:
-    """Counts XLA compilations (not tracing or lowering) while active."""
-
-    def __init__(self):
-        self.count, self.active = 0, False
-        jax.monitoring.register_event_duration_secs_listener(self._record)
-
-    def _record(self, event, duration, **_):
-        self.count += self.active and event == "/jax/core/compile/backend_compile_duration"
-
-    def __enter__(self):
-        self.count, self.active = 0, True
-        return self
-
-    def __exit__(self, *_):
-        self.active = False
 
 
 def test_a_new_but_identical_optimizer_reuses_the_compiled_programs(iris):
     net = funcbp.MLP((4, 9, 3), activation="relu", cost="softmax_cross_entropy")
     run = {"epochs": 4, "batch_size": 16, "eval": {"validation": iris.validation}}
-    compiles = _XlaCompiles()
+    compiles = XlaCompiles()
     with compiles:
         first = funcbp.fit(net, optax.adam(1e-3), iris.train, **run)
     assert compiles.count >= 2  # initialisation and the training block, at least
@@ -269,3 +254,88 @@ def test_an_update_that_leaves_non_finite_parameters_is_caught_at_its_step(iris)
     with pytest.raises(funcbp.train.TrainingDiverged, match=message) as err:
         funcbp.fit(NET, overflow, iris.train, epochs=1, batch_size=None)
     assert np.isfinite(err.value.history["train_loss"][0])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"epochs": 0}, r"epochs must be a positive integer, got 0"),
+        ({"epochs": True}, r"epochs must be a positive integer, got True"),
+        ({"patience": 0}, r"patience must be a positive integer, got 0"),
+        ({"epochs_per_call": 2.5}, r"epochs_per_call must be a positive integer, got 2.5"),
+        ({"diagnostics_every": -1}, r"diagnostics_every must be a positive integer, got -1"),
+        ({"batch_size": 0}, r"batch_size must be an integer in \[1, the training set size\]"),
+        ({"batch_size": "8"}, r"batch_size must be an integer in \[1, the training set size\]"),
+        ({"engine": "torch"}, r"engine must be one of backprop, autodiff, got 'torch'"),
+        ({"dtype": "flaot32"}, r"dtype must be a dtype such as jnp.float32, got 'flaot32'"),
+        ({"devices": ["cpu"]}, r"devices must be jax.Device objects, .* got \['cpu'\]"),
+        ({"devices": "cpu"}, r"devices must be jax.Device objects, .* got 'cpu'"),
+    ],
+)
+def test_fit_options_refuse_bad_fields_by_name(fields, message):
+    with pytest.raises(ValueError, match=message):
+        funcbp.train.FitOptions(**{"epochs": 1, "batch_size": 8, **fields})
+
+
+def test_fit_options_are_normalised_hashable_values():
+    options = funcbp.train.FitOptions(epochs=np.int64(3), batch_size=np.int32(16), dtype="float32",
+                                      devices=jax.devices())  # fmt: skip
+    same = funcbp.train.FitOptions(3, 16, dtype=jnp.float32, devices=tuple(jax.devices()))
+    assert options == same and hash(options) == hash(same)
+    assert type(options.epochs) is int and options.devices == tuple(jax.devices())
+    assert options.dtype == jnp.dtype("float32")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.epochs = 4
+
+
+def test_options_and_keyword_overrides_train_alike(iris):
+    run = dict(eval={"test": iris.test}, key=jax.random.key(0))
+    opt = optim.make("adam", 1e-2)
+    options = funcbp.train.FitOptions(epochs=4, batch_size=30, engine="autodiff")
+    _, by_options = funcbp.fit(NET, opt, iris.train, options, **run)
+    _, by_keywords = funcbp.fit(NET, opt, iris.train, epochs=4, batch_size=30, engine="autodiff",
+                                **run)  # fmt: skip
+    longer = dataclasses.replace(options, epochs=9)
+    _, overridden = funcbp.fit(NET, opt, iris.train, longer, epochs=4, **run)
+    assert by_options == by_keywords == overridden and by_options["epoch"] == [1, 2, 3, 4]
+    blocks = list(funcbp.fit_blocks(NET, opt, iris.train, options, epochs_per_call=2, **run))
+    assert [b.columns["epoch"] for b in blocks] == [[1, 2], [3, 4]]
+    assert [r for b in blocks for r in b.records] == [
+        dict(zip(by_options, row, strict=True)) for row in zip(*by_options.values(), strict=True)
+    ]
+
+
+def test_an_unknown_option_is_a_type_error_listing_the_fields(iris):
+    message = r"unknown option 'epoch'; the options \(FitOptions fields\) are epochs, batch_size, "
+    with pytest.raises(TypeError, match=message):
+        funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epoch=1, batch_size=8)
+    with pytest.raises(TypeError, match=r"unknown option 'shuffle'.*diagnostics_every, devices$"):
+        list(funcbp.fit_blocks(NET, optim.make("sgd", 0.1), iris.train, epochs=1, batch_size=8,
+                               shuffle=True))  # fmt: skip
+    with pytest.raises(TypeError, match=r"options must be a FitOptions, got int"):
+        funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, 5, batch_size=8)
+    with pytest.raises(TypeError, match=r"batch_size"):  # a required field left out
+        funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epochs=1)
+
+
+def test_equal_options_share_one_compiled_block():
+    opt = optim.make("sgd", 0.1)
+    options = funcbp.train.FitOptions(epochs=5, batch_size=8, epochs_per_call=5)
+    program = _block.block_program(NET, opt, options, (), None, 90)
+    # Fields that do not change the program (a run's length, the fresh state's dtype,
+    # the devices, which the mesh stands for) share it; ones that do, do not.
+    for same in [
+        funcbp.train.FitOptions(epochs=np.int64(5), batch_size=8, epochs_per_call=5),
+        dataclasses.replace(options, epochs=20, dtype=jnp.float64, devices=jax.devices()),
+    ]:
+        assert _block.block_program(NET, opt, same, (), None, 90) is program
+    for other in [
+        dataclasses.replace(options, batch_size=16),
+        dataclasses.replace(options, epochs_per_call=4),
+        dataclasses.replace(options, diagnostics_every=3),
+    ]:
+        assert _block.block_program(NET, opt, other, (), None, 90) is not program
+    # Without epochs_per_call, a run's length decides it: about 50 blocks per run.
+    default = funcbp.train.FitOptions(epochs=500, batch_size=8)
+    assert _block.block_options(default) == dataclasses.replace(options, epochs=10,
+                                                                epochs_per_call=10)  # fmt: skip

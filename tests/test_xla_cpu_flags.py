@@ -1,4 +1,4 @@
-"""The XLA:CPU options funcbp sets at import: tiny loops as one kernel, no LLVM loop unrolling."""
+"""funcbp.use_fast_cpu_compile: tiny loops as one kernel, no LLVM loop unrolling."""
 
 import json
 import os
@@ -11,20 +11,20 @@ import pytest
 from funcbp._jax import xla_cpu_flags
 
 XOR_KERNEL = r"""
-import numpy as np, jax, optax, funcbp
-from funcbp.train import _compile_block, init_progress
+import numpy as np, optax, funcbp
+funcbp.use_fast_cpu_compile()
 x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 y = np.array([[0], [1], [1], [0]], np.float32)
 net = funcbp.MLP((2, 4, 1), activation="sigmoid", cost="sigmoid_binary_cross_entropy")
-opt = optax.sgd(1.0)
-block = _compile_block(net, opt, "backprop", None, 100, (), None, None, None, 4)
-state = funcbp.init_state(net, opt, jax.random.key(0))
-hlo = block.lower(state, init_progress(state), np.int32(100), x, y, {}).compile().as_text()
+lowered = funcbp.train.lower_block(net, optax.sgd(1.0), (x, y), epochs=100, batch_size=None,
+                                   epochs_per_call=100)
+hlo = lowered.compile().as_text()
 print("xla_cpu_small_call" in hlo)
 """
 
 IRIS_HISTORY = r"""
 import json, optax, funcbp
+funcbp.use_fast_cpu_compile()
 parts, _ = funcbp.data.standardize(funcbp.data.split(funcbp.data.load("iris"), test=0.2, seed=0))
 net = funcbp.MLP((4, 16, 3), activation="tanh", cost="softmax_cross_entropy")
 _, history = funcbp.fit(net, optax.adam(1e-2), parts.train, epochs=20, batch_size=16,
@@ -61,17 +61,24 @@ def test_training_without_loop_unrolling_follows_the_same_history():
         np.testing.assert_allclose(plain[name], unrolled[name], rtol=1e-5, atol=1e-6)
 
 
-def test_the_flags_are_added_once_and_a_users_own_choice_stands(monkeypatch):
+@pytest.fixture
+def before_the_backend(monkeypatch):
+    """This test process started JAX's backend long ago; the flags' own logic is what is
+    tested here (a fresh process checks the refusal: tests/test_package.py)."""
+    monkeypatch.setattr(xla_cpu_flags, "_backend_started", lambda: False)
+
+
+def test_the_flags_are_added_once_and_a_users_own_choice_stands(monkeypatch, before_the_backend):
     monkeypatch.delenv(xla_cpu_flags.SMALL_LOOP_ENV, raising=False)
     monkeypatch.delenv(xla_cpu_flags.UNROLLING_ENV, raising=False)
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    xla_cpu_flags.set_flags()
+    assert xla_cpu_flags.use_fast_cpu_compile()
     expected = (
         "--xla_force_host_platform_device_count=2 --xla_backend_extra_options="
         "xla_cpu_small_while_loop_byte_threshold=16384,xla_cpu_disable_loop_unrolling=true"
     )
     assert os.environ["XLA_FLAGS"] == expected
-    xla_cpu_flags.set_flags()  # already there: the user's (or our) choice stands
+    assert not xla_cpu_flags.use_fast_cpu_compile()  # there: the user's (or our) choice stands
     assert os.environ["XLA_FLAGS"] == expected
 
 
@@ -83,12 +90,12 @@ def test_the_flags_are_added_once_and_a_users_own_choice_stands(monkeypatch):
         ("0", "1", {}),
     ],
 )
-def test_each_option_can_be_turned_off(monkeypatch, size, unrolling, options):
+def test_each_option_can_be_turned_off(monkeypatch, before_the_backend, size, unrolling, options):
     monkeypatch.setenv(xla_cpu_flags.SMALL_LOOP_ENV, size)
     monkeypatch.setenv(xla_cpu_flags.UNROLLING_ENV, unrolling)
     assert xla_cpu_flags.backend_options() == options
     monkeypatch.setenv("XLA_FLAGS", "")
-    xla_cpu_flags.set_flags()
+    assert xla_cpu_flags.use_fast_cpu_compile() == bool(options)
     assert os.environ["XLA_FLAGS"] == (
         "--xla_backend_extra_options=" + ",".join(f"{k}={v}" for k, v in options.items())
         if options
@@ -106,4 +113,4 @@ def test_each_option_can_be_turned_off(monkeypatch, size, unrolling, options):
 def test_a_value_that_does_not_parse_is_refused(monkeypatch, env, value, message):
     monkeypatch.setenv(env, value)
     with pytest.raises(ValueError, match=message):
-        xla_cpu_flags.set_flags()
+        xla_cpu_flags.use_fast_cpu_compile()

@@ -1,0 +1,298 @@
+"""The host-side driver: ``fit`` and ``fit_blocks`` check the data, place it on the
+devices, run the compiled blocks of epochs and turn their output into a history.
+
+How they train is one ``FitOptions``; each of their keywords beyond the data
+(``epochs=5``, ``batch_size=32``, ...) overrides one of its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from funcbp import data as _data
+from funcbp import diagnostics as _diagnostics
+from funcbp import sharding
+from funcbp.mlp import MLP
+from funcbp.train import _options
+from funcbp.train._block import block_program
+from funcbp.train._options import FitOptions
+from funcbp.train._step import Progress, TrainState, check_batch_size, init_progress, init_state
+
+Array = jax.Array
+
+
+class Block(NamedTuple):
+    """What ``fit_blocks`` yields after each compiled call."""
+
+    state: TrainState
+    progress: Progress
+    columns: dict[str, list]  # per epoch run: epoch, train_loss, <eval>_<metric>, ...
+    diverged: tuple[int, int, str] | None  # TrainingDiverged's (epoch, step, what)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """``columns`` as one record per epoch run."""
+        names = list(self.columns)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training became NaN or infinite at ``step`` (1-based, in ``epoch``).
+
+    ``what``: ``"loss"``, that step's loss (taken before its update: usually an
+    earlier update's doing), or ``"parameters"``, those its update produced (found
+    when no later loss shows it: the update was the last of a ``fit_blocks`` block).
+    """
+
+    def __init__(self, epoch: int, step: int, what: str, history: dict[str, list]):
+        found = "the loss" if what == "loss" else "the parameters after its update"
+        super().__init__(
+            f"training diverged: not finite at epoch {epoch}, step {step} ({found}); "
+            "try a lower learning rate or gradient clipping"
+        )
+        self.epoch, self.step, self.what, self.history = epoch, step, what, history
+
+    def __reduce__(self):  # picklable, as a process pool running fits sends it back
+        return type(self), (self.epoch, self.step, self.what, self.history)
+
+
+def fit(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    train,
+    options: FitOptions | None = None,
+    *,
+    eval: Mapping[str, Any] | None = None,
+    key: Array | None = None,
+    state: TrainState | None = None,
+    callback: Callable[[dict[str, list]], None] | None = None,
+    **overrides,
+) -> tuple[TrainState, dict[str, list]]:
+    """Trains ``net`` and returns ``(final state, per-epoch history)``.
+
+    Args:
+      net: the network spec.
+      optimizer: any optax ``GradientTransformation`` (see ``funcbp.optim``).
+      train: a ``funcbp.data.Dataset`` or an ``(x, y)`` pair.
+      options: how to train (``FitOptions``: epochs, batch_size, engine, patience,
+        dtype, epochs_per_call, diagnostics_every, devices).
+      eval: ``{name: dataset}`` evaluated after every epoch; the first one is
+        monitored for early stopping.
+      key: seeds the initial parameters and the shuffling.
+      state: continue from this state instead of initialising one.
+      callback: called with the history after each block of epochs.
+      **overrides: ``FitOptions`` fields (``epochs=5, batch_size=32``), replacing
+        those of ``options``, or making them without it.
+
+    Returns:
+      The final ``TrainState`` (best parameters when early stopping restored them)
+      and ``{"epoch": [...], "train_loss": [...], "<eval>_loss": [...],
+      "<eval>_accuracy": [...]}``; with ``diagnostics_every``, the mean of each
+      statistic over an epoch's sampled steps too, and ``DiagnosticWarning``s when
+      they show a known failure.
+
+    Raises:
+      TrainingDiverged: a training loss was NaN or infinite (training stops there).
+    """
+    options = _options.resolve(options, overrides)
+    if options.epochs_per_call is None and callback is None:  # no one to report to
+        options = dataclasses.replace(options, epochs_per_call=options.epochs)
+    history: dict[str, list] = {"epoch": [], "train_loss": []}
+    for block in fit_blocks(net, optimizer, train, options, eval=eval, key=key, state=state):
+        for name, values in block.columns.items():
+            history.setdefault(name, []).extend(values)
+        if block.diverged:
+            _warn_findings(history, net)  # exploding gradients, say, before the NaN
+            raise TrainingDiverged(*block.diverged, history)
+        if callback is not None:
+            callback(history)
+        state, progress = block.state, block.progress
+    if options.patience is not None and bool(progress.stopped):
+        state = state._replace(params=progress.best_params)
+        history["best_epoch"] = int(progress.best_epoch)
+    _warn_findings(history, net)
+    return state, history
+
+
+def fit_blocks(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    train,
+    options: FitOptions | None = None,
+    *,
+    eval: Mapping[str, Any] | None = None,
+    key: Array | None = None,
+    state: TrainState | None = None,
+    progress: Progress | None = None,
+    **overrides,
+) -> Iterator[Block]:
+    """``fit`` one compiled block of epochs at a time, for callers that act in between.
+
+    Arguments are those of ``fit``; ``progress`` (with ``state``) continues a run
+    saved after an earlier block, which then goes on exactly as it would have.
+    ``epochs_per_call`` defaults to about 50 blocks per run. Stops after the
+    block in which a loss is not finite, with ``Block.diverged`` set.
+    ``devices`` (default: all) are trained on data-parallel (``funcbp.sharding``);
+    the batch size must divide over them. Data already split over a mesh
+    (``sharding.rows_from_processes``) trains on that mesh's devices.
+    """
+    run = _prepare(net, optimizer, train, _options.resolve(options, overrides), eval, key, state,
+                   progress)  # fmt: skip
+    # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
+    return _blocks(run)
+
+
+def lower_block(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    train,
+    options: FitOptions | None = None,
+    *,
+    eval: Mapping[str, Any] | None = None,
+    **overrides,
+) -> jax.stages.Lowered:
+    """The first compiled block ``fit_blocks`` would run, lowered, to inspect.
+
+    Arguments as ``fit_blocks``'; ``.compile().as_text()`` is the program XLA runs
+    (how it splits the data over the devices, which kernels it fuses).
+    """
+    run = _prepare(net, optimizer, train, _options.resolve(options, overrides), eval, None, None,
+                   None)  # fmt: skip
+    with sharding.on_mesh(run.mesh):
+        return run.program.lower(run.state, run.progress, run.limit, *run.data)
+
+
+class _Run(NamedTuple):
+    """A checked, placed run: the compiled block and what it is called with."""
+
+    program: Callable
+    mesh: Mesh | None
+    state: TrainState
+    progress: Progress
+    limit: Array  # shape=(), int32: the run's epochs
+    data: tuple  # (x, y, {name: (x, y)}): training rows and evaluation sets, placed
+
+
+def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progress) -> _Run:
+    """Checks the data against ``net`` and ``options``, places it, and finds the block."""
+    if eval is not None and not isinstance(eval, Mapping):
+        raise ValueError(
+            f"eval must be a mapping {{name: dataset}}, such as {{'test': (x, y)}}, got "
+            f"{type(eval).__name__}"
+        )
+    x, y = _checked_arrays(train, net)
+    eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in (eval or {}).items()}
+    batch_size = options.batch_size
+    check_batch_size(batch_size, len(x))
+    if options.patience is not None and not eval_arrays:
+        raise ValueError("patience (early stopping) needs an eval dataset to monitor")
+    mesh = _mesh_of(x, options.devices)
+    sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
+    if state is None:
+        state = init_state(net, optimizer, jax.random.key(0) if key is None else key, options.dtype)
+    if progress is None:
+        progress = init_progress(state, options.patience)
+    dtype = jnp.result_type(state.params[0]["w"])
+    eval_rows, device_eval = eval_sets_on_devices(eval_arrays, dtype, mesh)
+    program = block_program(net, optimizer, options, eval_rows, mesh, len(x))
+    state, progress = sharding.replicate((state, progress), mesh)
+    # The training rows split over the devices (padded to divide), as the evaluation sets.
+    xs, ys = inputs_in_dtype(x, y, dtype, functools.partial(sharding.split_rows, mesh=mesh))
+    limit = jnp.asarray(options.epochs, jnp.int32)
+    return _Run(program, mesh, state, progress, limit, (xs, ys, device_eval))
+
+
+def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
+    """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``.
+
+    Host data comes back as NumPy arrays. Global arrays split by rows
+    (``sharding.rows_from_processes``) stay where they are; the rows this process
+    holds are the ones checked.
+    """
+    if sharding.is_split_rows(dataset):  # never a Dataset: not a pytree of jax.Arrays
+        x, y = dataset
+        _data.check_fits((sharding.local_rows(x), sharding.local_rows(y)), net)
+        return x, y
+    if not isinstance(dataset, _data.Dataset):
+        dataset = tuple(np.asarray(a) for a in dataset)
+    _data.check_fits(dataset, net)
+    return (dataset.x, dataset.y) if isinstance(dataset, _data.Dataset) else dataset
+
+
+def _mesh_of(x, devices: Sequence[jax.Device] | None):
+    """The mesh ``fit`` trains on: that of data split over one, else one over ``devices``."""
+    if not sharding.is_split_rows(x):
+        return sharding.data_mesh(devices)
+    mesh = x.sharding.mesh
+    if devices is not None and set(devices) != set(mesh.devices.flat):
+        raise ValueError(
+            f"devices: the data is split over {mesh.size} other devices; pass devices=None"
+        )
+    return mesh
+
+
+def inputs_in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
+    """Inputs (and targets, unless integer labels) in ``dtype`` on the devices, as ``fit`` has them.
+
+    Host arrays are cast on the host, then ``place``d; global arrays are cast where they are.
+    """
+    if isinstance(x, jax.Array):  # already placed: sharding.rows_from_processes
+        return x.astype(dtype), y if y.ndim == 1 else y.astype(dtype)
+    return place((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
+
+
+def eval_sets_on_devices(
+    eval_arrays: Mapping[str, tuple[Any, Any]], dtype, mesh: Mesh | None
+) -> tuple[tuple[tuple[str, int], ...], dict[str, tuple[Array, Array]]]:
+    """Evaluation sets ``{name: (x, y)}`` as ``fit`` holds them: ``(rows, on_devices)``.
+
+    ``on_devices``: each set in ``dtype`` (``inputs_in_dtype``), split by rows over
+    the devices and padded to divide, so each device evaluates its share;
+    ``rows``: ``((name, n), ...)``, each set's real rows, for ``evaluate_sets``.
+    """
+    split = functools.partial(sharding.split_rows, mesh=mesh)
+    rows = tuple((name, len(x)) for name, (x, _) in eval_arrays.items())
+    return rows, {name: inputs_in_dtype(x, y, dtype, split) for name, (x, y) in eval_arrays.items()}
+
+
+def _blocks(run: _Run) -> Iterator[Block]:
+    state, progress, epochs = run.state, run.progress, int(run.limit)
+    while (done := int(progress.epoch)) < epochs and not bool(progress.stopped):
+        with sharding.on_mesh(run.mesh):
+            state, progress, outcome = run.program(state, progress, run.limit, *run.data)
+        metrics, ran, nonfinite_step, params_finite = jax.device_get(outcome)  # once per block
+        ran = int(ran)
+        # NumPy's tolist: Python ints, floats, bools and (per-layer) lists, at C speed.
+        columns = {"epoch": list(range(done + 1, done + ran + 1))}
+        for name in ["train_loss", *sorted(set(metrics) - {"train_loss"})]:
+            column = metrics[name][:ran]
+            columns[name] = column.astype(_PLAIN.get(column.dtype.kind)).tolist()
+        diverged = None
+        if nonfinite_step:  # the run stopped after the epoch it happened in
+            diverged = (done + ran, int(nonfinite_step), "loss")
+        elif not params_finite:  # the block's last update
+            diverged = (done + ran, int(state.step), "parameters")
+        yield Block(state, progress, columns, diverged)
+        if diverged:
+            return
+
+
+# Metrics as records hold Python float (not float32), int and bool values.
+_PLAIN = {"f": np.float64, "i": np.int64, "b": np.bool_}
+
+
+def _warn_findings(history: dict[str, list], net: MLP) -> None:
+    for finding in _diagnostics.findings(history, net):
+        warnings.warn(finding, _diagnostics.DiagnosticWarning, stacklevel=3)

@@ -1,0 +1,95 @@
+"""``FitOptions``: how ``fit`` and ``fit_blocks`` train, one frozen, hashable, validated value."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcbp.train._step import check_batch_size, check_engine, is_count
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How ``fit`` and ``fit_blocks`` train; each keyword of theirs overrides one field.
+
+    Hashable, so it (with the network, optimizer and data layout) keys the compiled
+    block of epochs: equal options reuse it. Validated when made (``ValueError``).
+
+    Attributes:
+      epochs: passes over the training data.
+      batch_size: samples per step, or ``None`` for full-batch training.
+      engine: ``"backprop"`` (hand-derived) or ``"autodiff"`` (``jax.grad``).
+      patience: stop after this many epochs without a better monitored loss (the
+        first eval set's) and restore the best parameters; ``None``: never.
+      dtype: parameter dtype of a fresh state (a ``jnp.dtype`` once made).
+      epochs_per_call: epochs compiled into one call; ``None``: ``fit`` runs all of
+        them in one (about 50 calls when it has a ``callback``), ``fit_blocks``
+        about 50 calls per run.
+      diagnostics_every: record ``funcbp.diagnostics``' per-layer statistics every
+        this many steps; ``None``: never.
+      devices: train data-parallel over these ``jax.Device`` (a tuple once made);
+        ``None``: all devices.
+    """
+
+    epochs: int
+    batch_size: int | None
+    engine: str = "backprop"
+    patience: int | None = None
+    dtype: Any = jnp.float32
+    epochs_per_call: int | None = None
+    diagnostics_every: int | None = None
+    devices: tuple[jax.Device, ...] | None = None
+
+    def __post_init__(self) -> None:
+        counts = {"epochs": self.epochs, "patience": self.patience,
+                  "epochs_per_call": self.epochs_per_call,
+                  "diagnostics_every": self.diagnostics_every}  # fmt: skip
+        for name, value in counts.items():
+            if value is None and name != "epochs":
+                continue
+            if not is_count(value):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            self._set(name, int(value))  # a NumPy integer hashes and prints as Python's
+        check_batch_size(self.batch_size)
+        if self.batch_size is not None:
+            self._set("batch_size", int(self.batch_size))
+        check_engine(self.engine)
+        try:
+            self._set("dtype", jnp.dtype(self.dtype))
+        except TypeError:
+            message = f"dtype must be a dtype such as jnp.float32, got {self.dtype!r}"
+            raise ValueError(message) from None
+        if self.devices is not None:
+            devices = tuple(self.devices) if not isinstance(self.devices, str) else None
+            if devices is None or not all(isinstance(d, jax.Device) for d in devices):
+                raise ValueError(
+                    f"devices must be jax.Device objects, such as jax.devices()[:2], or None "
+                    f"for all, got {self.devices!r}"
+                )
+            self._set("devices", devices)
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # frozen: normalised once, while being made
+
+
+FIELDS = tuple(field.name for field in dataclasses.fields(FitOptions))
+
+
+def resolve(options: FitOptions | None, overrides: Mapping[str, Any]) -> FitOptions:
+    """``options`` with ``overrides`` (field values by name) applied; ``FitOptions(**overrides)``
+    without ``options``. An unknown name or an ``options`` that is not one is a ``TypeError``."""
+    unknown = [name for name in overrides if name not in FIELDS]
+    if unknown:
+        raise TypeError(
+            f"unknown option {unknown[0]!r}; the options (FitOptions fields) are "
+            f"{', '.join(FIELDS)}"
+        )
+    if options is None:
+        return FitOptions(**overrides)
+    if not isinstance(options, FitOptions):
+        raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
+    return dataclasses.replace(options, **overrides) if overrides else options

@@ -1,0 +1,274 @@
+"""The pure, jit-able building blocks of training: state, step, epoch, evaluation, progress.
+
+``make_train_step`` is one gradient (by either engine) and optax update;
+``make_epoch`` one pass over the data: an on-device shuffle, then ``lax.scan``
+over the mini-batches. Both return ``(state, (loss or losses, aux))``, ``aux``
+a mapping that is empty unless diagnostics are on, so a caller never branches
+on that flag. Nothing here touches the host: ``funcbp.train._fit`` drives them.
+
+Mini-batches: each epoch draws a fresh permutation and cuts it into
+``n // batch_size`` full batches; the ``n % batch_size`` samples left over are
+skipped for that epoch (a different set each epoch), so every step sees a batch
+of the same shape and the epoch compiles once.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from funcbp import diagnostics as _diagnostics
+from funcbp import sharding
+from funcbp._jax.caches import bounded_cache
+from funcbp._jax.shared_program import SharedProgram
+from funcbp.backprop import backprop_with_cache
+from funcbp.mlp import MLP, check_key, initial_params
+
+Array = jax.Array
+Params = list[dict[str, Array]]
+Aux = dict[str, Array]  # {} without diagnostics; funcbp.diagnostics' statistics with them
+ENGINES = ("backprop", "autodiff")
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training; a pytree."""
+
+    params: Params  # [{"w": [n_in, n_out], "b": [n_out]}, ...]
+    opt_state: optax.OptState
+    step: Array  # shape=(), int32: optimizer steps taken
+    key: Array  # jax.random.key: shuffling
+
+
+def init_state(
+    net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
+) -> TrainState:
+    """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both.
+
+    ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
+    """
+    check_key(key)
+    params, opt_state, k_train = _initializer(net.init_rules, optimizer, jnp.dtype(dtype))(key)
+    return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
+
+
+@bounded_cache(maxsize=32)
+def _initializer(init_rules, optimizer, dtype) -> SharedProgram:
+    """One program: parameters, optimizer state and the training key from ``key``.
+
+    A new but identical optimizer object (``optax.adam(...)`` in a loop) traces it
+    again and reuses the executable.
+    """
+
+    def initialize(key: Array):
+        k_params, k_train = jax.random.split(key)
+        params = initial_params(init_rules, k_params, dtype)
+        return params, optimizer.init(params), k_train
+
+    return SharedProgram(initialize)
+
+
+def is_count(value: Any, most: float = math.inf) -> bool:
+    """An integer (Python's or NumPy's, not a bool) in ``[1, most]``."""
+    integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return integer and 1 <= value <= most
+
+
+def check_batch_size(batch_size: int | None, n: int | None = None) -> None:
+    """Refuses (``ValueError``) a batch size that is not ``None`` or in ``[1, n]``."""
+    if batch_size is not None and not is_count(batch_size, math.inf if n is None else n):
+        most = "[1, the training set size]" if n is None else f"[1, {n}] (the training set size)"
+        raise ValueError(
+            f"batch_size must be an integer in {most} or None for full batch, got {batch_size!r}"
+        )
+
+
+def check_engine(engine: str) -> None:
+    """Refuses (``ValueError``) an engine that is not one of ``ENGINES``."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def make_train_step(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    engine: str = "backprop",
+    diagnostics: bool = False,
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, tuple[Array, Aux]]]:
+    """``step(state, x [batch, n_in], y) -> (state, (loss, aux))``: gradient, update, apply.
+
+    ``aux`` is ``{}``, or with ``diagnostics=True`` ``funcbp.diagnostics``' per-layer
+    statistics of this step (each ``[L]``). The hand-derived engine computes every
+    ingredient anyway; the autodiff engine runs the hand-derived pass beside
+    ``jax.grad`` for them.
+    """
+    check_engine(engine)
+    value_and_grad = net.backprop if engine == "backprop" else net.autodiff
+
+    def apply(state: TrainState, grads: Params) -> TrainState:
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, state.step + 1, state.key)
+
+    def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, tuple[Array, Aux]]:
+        loss, grads = value_and_grad(state.params, x, y)
+        return apply(state, grads), (loss, {})
+
+    def step_with_stats(state: TrainState, x: Array, y: Array):
+        result, cache = backprop_with_cache(net, state.params, x, y)
+        loss, grads = result.loss, result.grads
+        if engine == "autodiff":
+            loss, grads = value_and_grad(state.params, x, y)
+        new = apply(state, grads)
+        stats = _diagnostics.layer_stats(net, state.params, cache, result.deltas, grads, new.params)
+        return new, (loss, stats)
+
+    return step_with_stats if diagnostics else step
+
+
+def make_epoch(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int | None,
+    engine: str = "backprop",
+    diagnostics_every: int | None = None,
+    mesh: Mesh | None = None,
+    samples: int | None = None,
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, tuple[Array, Aux]]]:
+    """``epoch(state, x [n, n_in], y) -> (state, (losses [steps], aux))``, a loss per step.
+
+    ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
+    ``mesh`` (``funcbp.sharding.data_mesh``) splits every batch over its devices.
+    ``samples``: train on the first ``samples`` rows only (default: all ``n``), as
+    when ``funcbp.sharding.split_rows`` padded the data to divide over the devices.
+
+    ``aux`` is ``{}``, or with ``diagnostics_every=N`` ``funcbp.diagnostics``'
+    statistics of steps 0, N, 2N, ... of the epoch (but not in the last
+    ``steps % N``; an epoch of fewer than N steps samples its first), each stacked
+    ``[k, ...]``, and ``"sampled"`` ``[k]`` marking the real ones
+    (``diagnostics.epoch_summary`` reads it). The pattern is static, so the other
+    steps are the plain step with no branch (full-batch training samples the
+    epochs with ``state.step % N == 0``).
+    """
+    every = diagnostics_every
+
+    def on_devices(step):
+        """``step`` with its batch split over the mesh."""
+        return lambda state, x, y: step(state, *sharding.split_batch((x, y), mesh))
+
+    step = on_devices(make_train_step(net, optimizer, engine))
+    step_with_stats = on_devices(make_train_step(net, optimizer, engine, diagnostics=True))
+
+    def sampled(stats: Aux, mask: Array) -> Aux:
+        return {**stats, "sampled": mask}
+
+    def full_batch(state: TrainState, x: Array, y: Array):
+        if every is None:
+            state, (loss, aux) = step(state, x, y)
+            return state, (loss[None], aux)
+
+        def sample(state):
+            state, (loss, stats) = step_with_stats(state, x, y)
+            return state, (loss, sampled(stats, jnp.ones((), bool)))
+
+        def plain(state):
+            new, (loss, _) = step(state, x, y)
+            return new, (loss, sampled(_diagnostics.empty_stats(state.params), jnp.zeros((), bool)))
+
+        state, (loss, aux) = jax.lax.cond(state.step % every == 0, sample, plain, state)
+        return state, (loss[None], jax.tree.map(lambda a: a[None], aux))
+
+    def steps(state: TrainState, x: Array, y: Array, batches: Array):
+        """Plain steps over ``batches`` ``[k, size]`` (k may be 0): ``(state, losses [k])``."""
+        state, (losses, _) = jax.lax.scan(lambda s, rows: step(s, x[rows], y[rows]), state, batches)
+        return state, losses
+
+    def sampled_group(state: TrainState, x: Array, y: Array, batches: Array):
+        """A step with statistics on ``batches[0]``, then plain steps on the rest."""
+        state, (loss, stats) = step_with_stats(state, x[batches[0]], y[batches[0]])
+        state, losses = steps(state, x, y, batches[1:])
+        return state, (jnp.concatenate([loss[None], losses]), stats)
+
+    def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, tuple[Array, Aux]]:
+        n = x.shape[0] if samples is None else samples
+        check_batch_size(batch_size, n)
+        size = n if batch_size is None else batch_size
+        if size == n:
+            return full_batch(state, x[:n], y[:n])
+        key, shuffle = jax.random.split(state.key)
+        batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
+        state = state._replace(key=key)
+        if every is None:
+            state, losses = steps(state, x, y, batches)
+            return state, (losses, {})
+        # Groups of `every` steps, each opened by a sampled step; the steps left over
+        # at the end of the epoch run plain (an epoch shorter than `every` is one group).
+        size_of_group = min(every, batches.shape[0])
+        groups = batches.shape[0] // size_of_group
+        state, (losses, stats) = jax.lax.scan(
+            lambda s, b: sampled_group(s, x, y, b),
+            state,
+            batches[: groups * size_of_group].reshape(groups, size_of_group, size),
+        )
+        state, tail_losses = steps(state, x, y, batches[groups * size_of_group :])
+        losses = jnp.concatenate([losses.reshape(-1), tail_losses])
+        return state, (losses, sampled(stats, jnp.ones(groups, bool)))
+
+    return epoch
+
+
+def evaluate(net: MLP, params: Params, x: Array, y: Array) -> dict[str, Array]:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy only for classification costs)."""
+    out = net.apply(params, x)
+    metrics = {"loss": net.loss(params, x, y)}
+    if net.cost == "softmax_cross_entropy":
+        labels = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
+        metrics["accuracy"] = jnp.mean(jnp.argmax(out, axis=-1) == labels)
+    elif net.cost == "sigmoid_binary_cross_entropy":
+        metrics["accuracy"] = jnp.mean((out > 0) == (y > 0.5))
+    return metrics
+
+
+def evaluate_sets(
+    net: MLP,
+    params: Params,
+    rows: tuple[tuple[str, int], ...],
+    on_devices: Mapping[str, tuple[Array, Array]],
+) -> dict[str, dict[str, Array]]:
+    """``{name: evaluate(...)}`` on each set's first ``n`` rows (the rest only pad it).
+
+    ``rows`` (``((name, n), ...)``) and ``on_devices`` (``{name: (x, y)}``) as
+    ``funcbp.train.eval_sets_on_devices`` gives them.
+    """
+    return {name: evaluate(net, params, *(a[:n] for a in on_devices[name])) for name, n in rows}
+
+
+class Progress(NamedTuple):
+    """What ``fit`` carries from epoch to epoch on the device besides the ``TrainState``."""
+
+    epoch: Array  # shape=(), int32: epochs run
+    best_params: Params | None  # early stopping only: parameters of the best epoch
+    best: Array  # shape=(), float32 (float64 for float64 parameters): best monitored loss
+    best_epoch: Array  # shape=(), int32
+    stopped: Array  # shape=(), bool: early stopping fired, or a loss was not finite
+
+
+def init_progress(state: TrainState, patience: int | None = None) -> Progress:
+    """The progress of a run that has not started."""
+    # NumPy scalars: jnp ones would each compile a tiny program before training starts.
+    loss_dtype = np.promote_types(state.params[0]["w"].dtype, np.float32)
+    return Progress(
+        np.zeros((), np.int32),
+        state.params if patience else None,
+        np.asarray(np.inf, loss_dtype),
+        np.zeros((), np.int32),
+        np.zeros((), bool),
+    )
