@@ -1,9 +1,24 @@
 """Checkpoints: a training run's state in one ``.npz`` file that cannot run code on load.
 
 A checkpoint holds a ``TrainState`` (parameters, optimizer state, step, RNG key)
-and the ``Progress`` of ``fit`` as named arrays, read back with
+and the ``Progress`` of ``fit`` as arrays, read back with
 ``np.load(allow_pickle=False)``: no pickle anywhere. Its JSON metadata is stored
 inside the file and beside it as ``NAME.json`` for people and tools.
+
+The format, ``funcbp.checkpoint/2``, names each array by what it is, not by
+where it sits in today's Python objects, so that files outlive refactors::
+
+    params/<layer>/w, params/<layer>/b     [n_in, n_out], [n_out]
+    opt_state/000, opt_state/001, ...      the optimizer state's leaves, in flatten order
+    step, key                              [] int32; the training key's bits
+    progress/epoch, progress/best, progress/best_epoch, progress/stopped
+    progress/best_params/<layer>/w, ...    early stopping only
+
+Its metadata holds ``format``, ``step``, ``epoch``, ``net`` (``net_spec``),
+``optimizer`` (``{"name", "learning_rate", "options"}`` of ``funcbp.optim.make``),
+the caller's own keys, and ``arrays``: each array's dtype and shape (and a
+key's impl), so that a mismatch names the array. Files of the previous format,
+``funcbp.checkpoint/1`` (funcbp 0.1: arrays named by pytree paths), load too.
 
 Every file is written under a temporary name, flushed to disk and renamed over
 its final name, so a crash mid-write leaves the previous file or the new one,
@@ -16,12 +31,14 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from funcbp import optim
 from funcbp._jax import atomic
@@ -29,16 +46,67 @@ from funcbp.errors import CheckpointError
 from funcbp.mlp import MLP
 from funcbp.train import Progress, TrainState, init_progress, init_state
 
-FORMAT = "funcbp.checkpoint/1"
+FORMAT = "funcbp.checkpoint/2"
+_V1 = "funcbp.checkpoint/1"
 _META = "__meta__"
 _STEP_FILE = re.compile(r"step-(\d+)\.npz")
+_NET_FIELDS = ("sizes", "activation", "output_activation", "cost", "l2", "initializer",
+               "compute_dtype")  # fmt: skip
+_PROGRESS_SCALARS = ("epoch", "best", "best_epoch", "stopped")
+# funcbp.checkpoint/1's pytree paths in {"state": TrainState, "progress": Progress}.
+_V1_NAMES = (
+    (re.compile(r"\['state'\]\.params\[(\d+)\]\['(\w+)'\]"), r"params/\1/\2"),
+    (re.compile(r"\['progress'\]\.best_params\[(\d+)\]\['(\w+)'\]"), r"progress/best_params/\1/\2"),
+    (re.compile(r"\['state'\]\.(step|key)"), r"\1"),
+    (re.compile(rf"\['progress'\]\.({'|'.join(_PROGRESS_SCALARS)})"), r"progress/\1"),
+)
+_V1_OPT_STATE = "['state'].opt_state"
 
 
 class Checkpoint(NamedTuple):
+    """What ``load_checkpoint`` returns."""
+
     state: TrainState
     progress: Progress
-    meta: dict[str, Any]  # format, step, epoch, net, optimizer, ... (JSON)
-    net: MLP | None  # the network spec, when the metadata names one
+    meta: dict[str, Any]  # the file's metadata as stored: format, step, epoch, net, ... (JSON)
+    net: MLP | None  # the network, when the metadata names one
+
+
+def net_spec(net: MLP) -> dict[str, Any]:
+    """``net``'s fields as JSON-ready values (tuples as lists); ``net_from_spec`` inverts it.
+
+    Example: ``{"sizes": [4, 8, 3], "activation": "tanh", "output_activation":
+    "identity", "cost": "mse", "l2": 0.0, "initializer": "auto", "compute_dtype": None}``.
+
+    Raises:
+      ValueError: ``net`` is not an ``MLP``, or holds an object where a file needs a name.
+    """
+    if not isinstance(net, MLP):
+        raise ValueError(f"net must be a funcbp.MLP, got {type(net).__name__}")
+    bad = [v for v in (*net.layer_names, net.cost, net.initializer) if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"a checkpoint records a network by names; this one has {bad[0]!r}")
+    spec = {field: getattr(net, field) for field in _NET_FIELDS}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()}
+
+
+def net_from_spec(spec: Mapping[str, Any]) -> MLP:
+    """The ``MLP`` that ``spec`` (``net_spec``'s form) describes; absent fields: the defaults.
+
+    Raises:
+      ValueError: ``spec`` is not a mapping, has a field ``MLP`` lacks, or a value
+        ``MLP`` refuses (its message).
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a network spec must be a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(_NET_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"network spec field {unknown[0]!r} is not an MLP field ({', '.join(_NET_FIELDS)})"
+        )
+    if "sizes" not in spec:
+        raise ValueError("network spec needs 'sizes'")
+    return MLP(**spec)  # MLP turns the lists back into tuples
 
 
 def save_checkpoint(
@@ -46,29 +114,25 @@ def save_checkpoint(
 ) -> Path:
     """Writes ``state`` and ``progress`` to ``path`` (``.npz``) and ``path.json``, atomically.
 
-    ``meta`` is any JSON-ready dict; give it ``net`` (``MLP`` fields) and ``optimizer``
-    (``{"name", "learning_rate", "options"}`` of ``funcbp.optim.make``) so that
-    ``load_checkpoint`` can rebuild the state without a template.
+    ``meta`` is any JSON-ready dict; give it ``net`` (an ``MLP``, or its fields as
+    ``net_spec`` writes them) and ``optimizer`` (``{"name", "learning_rate",
+    "options"}`` of ``funcbp.optim.make``) so that ``load_checkpoint`` can rebuild
+    the state without a template. Both are checked and stored in their spec form.
+
+    Raises:
+      ValueError: ``meta``'s ``net`` or ``optimizer`` does not build one.
     """
     path = Path(path)
-    arrays = {}
-    dtypes = {}
-    for name, leaf in _named_leaves(state, progress):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            dtypes[name] = f"key<{jax.random.key_impl(leaf)}>"
-            leaf = jax.random.key_data(leaf)
-        else:
-            dtypes[name] = str(leaf.dtype)
-        arrays[name] = np.asarray(leaf)
-        if arrays[name].dtype.kind == "V":  # bfloat16 and friends: saved as their bits
-            arrays[name] = arrays[name].view(f"u{arrays[name].itemsize}")
-    meta = {
-        **(meta or {}),
-        "format": FORMAT,
-        "step": int(state.step),
-        "epoch": int(progress.epoch),
-        "dtypes": dtypes,
-    }
+    arrays, entries = {}, {}
+    for name, leaf in _named(state, progress).items():
+        arrays[name], entries[name] = _encode(leaf)
+    meta = dict(meta or {})
+    if "net" in meta:
+        net = meta["net"]
+        meta["net"] = net_spec(net if isinstance(net, MLP) else net_from_spec(net))
+    if "optimizer" in meta:
+        meta["optimizer"], _ = _optimizer(meta["optimizer"])
+    meta.update(format=FORMAT, step=int(state.step), epoch=int(progress.epoch), arrays=entries)
     text = json.dumps(meta, indent=2) + "\n"
     atomic.write(path.with_suffix(".json"), text.encode())
     atomic.write(path, lambda f: np.savez(f, **arrays, **{_META: np.array(text)}))
@@ -82,39 +146,33 @@ def load_checkpoint(
 
     ``like`` is a ``(TrainState, Progress)`` of arrays or ``jax.ShapeDtypeStruct``s
     to fill; without it the structure is rebuilt from the metadata's ``net`` and
-    ``optimizer`` (as ``funcbp train`` writes them).
+    ``optimizer`` (as ``funcbp train`` writes them). Reads formats
+    ``funcbp.checkpoint/2`` and ``/1``.
 
     Raises:
-      CheckpointError: no checkpoint there, a truncated or foreign file, or one
-        whose arrays do not fit ``like``.
+      CheckpointError: no checkpoint there, a truncated, foreign or newer-format
+        file, or one whose arrays do not fit ``like``; the message names the file
+        (and the array).
     """
     path = find(path, which)
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path} is not a checkpoint (not an .npz archive: truncated or foreign)"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            if _META not in names:
-                raise CheckpointError(f"{path} is not a funcbp checkpoint (no metadata)")
-            meta = json.loads(str(npz[_META]))
-            stored = {name: npz[name] for name in names - {_META}}
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {err})"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta, stored = _read(path)
+    version = meta.get("format") if isinstance(meta, dict) else None
+    if version not in (FORMAT, _V1):
+        if isinstance(version, str) and version.startswith("funcbp.checkpoint/"):
+            raise CheckpointError(
+                f"{path} is a {version} checkpoint; this funcbp reads {FORMAT} and {_V1} "
+                "(a newer funcbp wrote it: upgrade funcbp)"
+            )
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     try:  # metadata written by another version, or edited by hand
-        net = None
-        if "net" in meta:
-            net = MLP(**{**meta["net"], "sizes": tuple(meta["net"]["sizes"])})
+        net = net_from_spec(meta["net"]) if "net" in meta else None
+        if version == _V1:
+            stored, entries = _upgrade_v1(path, stored, meta["dtypes"])
+        else:
+            entries = meta["arrays"]
         if like is None:
-            like = _template(path, meta, net)
-        state, progress = _fill(path, like, stored, meta["dtypes"])
+            like = _template(path, meta, net, entries)
+        state, progress = _fill(path, like, stored, entries)
     except CheckpointError:
         raise
     except (TypeError, KeyError, ValueError, AttributeError) as err:
@@ -169,54 +227,172 @@ def _latest(directory: Path) -> Path | None:
     return max(steps, key=lambda p: int(_STEP_FILE.fullmatch(p.name)[1]), default=None)
 
 
-def _named_leaves(state: TrainState, progress: Progress) -> list[tuple[str, Any]]:
-    tree = {"state": state, "progress": progress}
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [(jax.tree_util.keystr(p), leaf) for p, leaf in leaves]
+def _map_named(
+    fn: Callable[[str, Any], Any], state: TrainState, progress: Progress
+) -> tuple[TrainState, Progress]:
+    """``(state, progress)`` with each array replaced by ``fn(stable name, array)``.
+
+    The one place that decides the names a checkpoint stores (the module docstring
+    lists them); keyword construction keeps them apart from field order.
+    """
+
+    def layers(prefix: str, params):
+        return [{k: fn(f"{prefix}/{i}/{k}", layer[k]) for k in sorted(layer)}
+                for i, layer in enumerate(params)]  # fmt: skip
+
+    params = layers("params", state.params)  # first: a network that does not fit shows here
+    leaves, treedef = jax.tree.flatten(state.opt_state)
+    opt_leaves = [fn(f"opt_state/{j:03d}", leaf) for j, leaf in enumerate(leaves)]
+    new_state = TrainState(
+        params=params,
+        opt_state=jax.tree.unflatten(treedef, opt_leaves),
+        step=fn("step", state.step),
+        key=fn("key", state.key),
+    )
+    best_params = progress.best_params
+    new_progress = Progress(
+        best_params=None if best_params is None else layers("progress/best_params", best_params),
+        **{f: fn(f"progress/{f}", getattr(progress, f)) for f in _PROGRESS_SCALARS},
+    )
+    return new_state, new_progress
 
 
-def _template(path: Path, meta: dict, net: MLP | None) -> tuple[TrainState, Progress]:
-    if net is None or "optimizer" not in meta:
+def _named(state: TrainState, progress: Progress) -> dict[str, Any]:
+    """``{stable name: array}`` in the order ``_map_named`` visits them."""
+    named = {}
+    _map_named(named.setdefault, state, progress)
+    return named
+
+
+def _encode(leaf) -> tuple[np.ndarray, dict[str, Any]]:
+    """The array a file stores for ``leaf`` and its ``arrays`` metadata entry."""
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        entry = {"dtype": "key", "impl": str(jax.random.key_impl(leaf))}
+        array = np.asarray(jax.random.key_data(leaf))
+    else:
+        entry = {"dtype": str(leaf.dtype)}
+        array = np.asarray(leaf)
+        if array.dtype.kind == "V":  # bfloat16 and friends: .npy has no name for them
+            array = array.view(f"u{array.itemsize}")
+    return array, {**entry, "shape": list(leaf.shape)}
+
+
+def _decode(path: Path, name: str, array: np.ndarray, entry: Mapping[str, Any]) -> jax.Array:
+    """The array ``name`` from its stored bits and its metadata ``entry``, checked."""
+    if entry["dtype"] == "key":
+        leaf = jax.random.wrap_key_data(array, impl=entry["impl"])
+    else:
+        dtype = jnp.dtype(entry["dtype"])
+        if array.dtype.kind == "u" and dtype.kind == "V" and array.itemsize == dtype.itemsize:
+            array = array.view(dtype)
+        if array.dtype != dtype:
+            raise CheckpointError(
+                f"{path}: {name} is stored as {array.dtype}, its metadata says {dtype}"
+            )
+        if jax.dtypes.canonicalize_dtype(dtype) != dtype:  # jnp.asarray would truncate silently
+            raise CheckpointError(
+                f"{path}: {name} is {dtype}; enable 64-bit arrays first "
+                "(jax.config.update('jax_enable_x64', True))"
+            )
+        leaf = jnp.asarray(array)
+    if "shape" in entry and list(leaf.shape) != list(entry["shape"]):
         raise CheckpointError(
-            f"{path} does not name its network and optimizer; pass like=(state, progress)"
+            f"{path}: {name} has shape {list(leaf.shape)}, its metadata says {entry['shape']}"
         )
-    o = meta["optimizer"]
-    optimizer = optim.make(o["name"], o["learning_rate"], **o.get("options", {}))
-    dtype = jnp.dtype(meta["dtypes"]["['state'].params[0]['w']"])
-
-    def fresh():
-        state = init_state(net, optimizer, jax.random.key(0), dtype)
-        return state, init_progress(state, meta.get("patience"))
-
-    return jax.eval_shape(fresh)
+    return leaf
 
 
-def _fill(path: Path, like, stored: dict[str, np.ndarray], dtypes: dict[str, str]):
-    state, progress = like
-    named = _named_leaves(state, progress)
-    missing = [name for name, _ in named if name not in stored]
-    extra = sorted(set(stored) - {name for name, _ in named})
+def _fill(path: Path, like, stored: dict[str, np.ndarray], entries: Mapping[str, Any]):
+    """``like`` (a ``(TrainState, Progress)``) filled with the stored arrays, each checked."""
+    expected = _named(*like)
+    missing = [name for name in expected if name not in stored]
+    extra = sorted(set(stored) - set(expected))
     if missing or extra:
         raise CheckpointError(
             f"{path} does not fit this network and optimizer: "
             + (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}")
         )
-    leaves = []
-    for name, want in named:
-        array = stored[name]
-        if jnp.issubdtype(want.dtype, jax.dtypes.prng_key):
-            impl = dtypes[name].removeprefix("key<").removesuffix(">")
-            leaf = jax.random.wrap_key_data(array, impl=impl)
-        else:
-            if array.dtype.kind == "u" and dtypes[name] != str(array.dtype):
-                array = array.view(jnp.dtype(dtypes[name]))
-            leaf = jnp.asarray(array)
+
+    def fetch(name: str, want):
+        leaf = _decode(path, name, stored[name], entries[name])
         if leaf.shape != want.shape or leaf.dtype != want.dtype:
             raise CheckpointError(
                 f"{path}: {name} is {leaf.dtype}{list(leaf.shape)}, "
                 f"expected {want.dtype}{list(want.shape)}"
             )
-        leaves.append(leaf)
-    treedef = jax.tree.structure({"state": state, "progress": progress})
-    tree = jax.tree.unflatten(treedef, leaves)
-    return tree["state"], tree["progress"]
+        return leaf
+
+    return _map_named(fetch, *like)
+
+
+def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
+    """The metadata and arrays of the ``.npz`` at ``path``, or ``CheckpointError``."""
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a checkpoint (not an .npz archive: truncated or foreign)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+            if _META not in names:
+                raise CheckpointError(f"{path} is not a funcbp checkpoint (no metadata)")
+            meta = json.loads(str(npz[_META]))
+            return meta, {name: npz[name] for name in names - {_META}}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or corrupt: {err})"
+        ) from None
+
+
+def _upgrade_v1(path: Path, stored: dict[str, np.ndarray], dtypes: Mapping[str, str]):
+    """A ``funcbp.checkpoint/1`` file's arrays and metadata entries under ``/2``'s names.
+
+    ``/1`` named arrays by pytree path and listed ``dtypes`` in flatten order,
+    which numbers the optimizer state's leaves as ``/2`` does. It recorded no shapes.
+    """
+    if set(dtypes) != set(stored):
+        raise CheckpointError(f"{path}: its arrays and its metadata's dtypes do not agree")
+    arrays, entries = {}, {}
+    for old, dtype in dtypes.items():
+        if old.startswith(_V1_OPT_STATE):
+            new = f"opt_state/{sum(n.startswith('opt_state/') for n in arrays):03d}"
+        else:
+            found = [p.fullmatch(old).expand(r) for p, r in _V1_NAMES if p.fullmatch(old)]
+            if not found:
+                raise CheckpointError(f"{path} holds {old}, which no funcbp state has")
+            new = found[0]
+        arrays[new] = stored[old]
+        key = re.fullmatch(r"key<(.+)>", dtype)
+        entries[new] = {"dtype": "key", "impl": key[1]} if key else {"dtype": dtype}
+    return arrays, entries
+
+
+def _optimizer(spec: Mapping[str, Any]) -> tuple[dict[str, Any], optax.GradientTransformation]:
+    """The stored form of ``{"name", "learning_rate", "options"}`` and its optimizer."""
+    if not isinstance(spec, Mapping) or not {"name", "learning_rate"} <= spec.keys():
+        raise ValueError(f"optimizer must be {{'name', 'learning_rate', 'options'}}, got {spec!r}")
+    name, rate, options = spec["name"], spec["learning_rate"], dict(spec.get("options", {}))
+    return {"name": name, "learning_rate": rate, "options": options}, optim.make(
+        name, rate, **options
+    )
+
+
+def _template(path: Path, meta: dict, net: MLP | None, entries: Mapping[str, Any]):
+    """The ``(TrainState, Progress)`` shapes the metadata's network and optimizer give."""
+    if net is None or "optimizer" not in meta:
+        raise CheckpointError(
+            f"{path} does not name its network and optimizer; pass like=(state, progress)"
+        )
+    _, optimizer = _optimizer(meta["optimizer"])
+    dtype = jnp.dtype(entries["params/0/w"]["dtype"])
+    key = entries["key"]
+    seed = jax.random.key(0, impl=key["impl"]) if key["dtype"] == "key" else jax.random.PRNGKey(0)
+    patience = 1 if "progress/best_params/0/w" in entries else None  # early stopping's copy
+
+    def fresh():
+        state = init_state(net, optimizer, seed, dtype)
+        return state, init_progress(state, patience)
+
+    return jax.eval_shape(fresh)
