@@ -26,6 +26,7 @@ import numpy as np
 
 from funcbp import data as _data
 from funcbp import sharding
+from funcbp.errors import DataError
 
 PLACEHOLDER = "{process}"
 
@@ -41,7 +42,7 @@ def own_source(source: str) -> str:
 
 
 def agree_on_shape(dataset: _data.Dataset) -> _data.Dataset:
-    """``dataset`` with the classes of all processes' files; ``ValueError`` on other widths.
+    """``dataset`` with the classes of all processes' files; ``DataError`` on other widths.
 
     Raised in every process alike: the checks compare values every process gathered.
     """
@@ -51,7 +52,7 @@ def agree_on_shape(dataset: _data.Dataset) -> _data.Dataset:
     shapes = sharding.from_every_process(np.array([dataset.n_features, width, classes or 0]))
     for what, column in (("features", 0), ("targets", 1)):
         if len(set(shapes[:, column].tolist())) > 1:
-            raise ValueError(
+            raise DataError(
                 f"data.source: the processes' files have different numbers of {what}: "
                 + ", ".join(f"{n} in process {i}'s" for i, n in enumerate(shapes[:, column]))
             )
@@ -72,7 +73,7 @@ def equal_parts(splits: _data.Splits) -> _data.Splits:
     for part, least in zip(splits, fewest.tolist(), strict=True):
         keep = least // local * local
         if part is not None and keep == 0:
-            raise ValueError(
+            raise DataError(
                 f"data.source: the {part.name} part has {least} rows in some process, "
                 f"fewer than its {local} devices"
             )

@@ -43,16 +43,18 @@ def test_builtin_regression_is_deterministic_noisy_sine():
     assert 0.05 < noise.std() < 0.2 and abs(noise.mean()) < 0.05
 
 
-def test_data_module_imports_neither_jax_nor_sklearn():
+def test_data_package_imports_neither_jax_nor_sklearn():
     # Loading data must stay numpy-only: a top-level jax import would slow every loader
     # and scikit-learn is only for tools/make_datasets.py.
-    for module in (data, idx):
-        tree = ast.parse(pathlib.Path(module.__file__).read_text())
+    modules = sorted(pathlib.Path(data.__file__).parent.glob("*.py"))
+    assert len(modules) >= 6  # the package's modules, not an empty glob
+    for path in modules:
+        tree = ast.parse(path.read_text())
         names = {
             alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names
         }
         names |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
-        assert not {n for n in names if n.split(".")[0] in ("jax", "jaxlib", "sklearn")}
+        assert not {n for n in names if n.split(".")[0] in ("jax", "jaxlib", "sklearn")}, path
 
 
 # --- Dataset validation ------------------------------------------------------------
@@ -576,3 +578,19 @@ def test_load_refuses_options_of_another_format(tmp_path):
         data.load(tmp_path / "d.csv", header="no")  # a TOML string would drop the first row
     with pytest.raises(ValueError, match=r"option classification must be True, False or None"):
         data.load(tmp_path / "d.npz", classification=1)
+
+
+def test_every_refusal_is_a_data_error():
+    # The command line reports exactly DataError (and ConfigError, CheckpointError) as
+    # bad input; a ValueError of another kind from funcbp.data would look like a bug.
+    refusals = [
+        lambda: data.load("no-such-set"),
+        lambda: data.Dataset(_X, _LABELS[:5], 3, "bad"),
+        lambda: data.split(data.load("xor"), test=0.9),
+        lambda: data.teacher(0, (2, 2), seed=0),
+        lambda: data.check_fits(data.load("xor"), _net((3, 2), "softmax_cross_entropy")),
+        lambda: idx.read(__file__),  # not an IDX file
+    ]
+    for refuse in refusals:
+        with pytest.raises(funcbp.DataError):
+            refuse()

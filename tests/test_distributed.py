@@ -119,7 +119,8 @@ def test_the_command_line_on_two_processes_reads_one_file_per_process(tmp_path):
         np.savez(tmp_path / f"part-{i}.npz", x=digits.x[rows], y=digits.y[rows])
     config, port = tmp_path / "parts.toml", _free_port()
     config.write_text(
-        '[data]\nsource = "part-{process}.npz"\ntest = 0.2\n[model]\nhidden = [32]\n'
+        '[data]\nsource = "part-{process}.npz"\ntest = 0.2\n'
+        '[model]\nhidden = [32]\ncost = "softmax_cross_entropy"\n'
         "[train]\nepochs = 3\nbatch_size = 64\n"
         f'[distributed]\ncoordinator = "127.0.0.1:{port}"\nnum_processes = 2\n'
     )

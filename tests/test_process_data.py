@@ -6,7 +6,7 @@ The real two-process run is in tests/test_distributed.py.
 import numpy as np
 import pytest
 
-from funcbp import data, process_data
+from funcbp import DataError, data, process_data
 
 
 def _beside(monkeypatch, *others):
@@ -27,8 +27,8 @@ def test_own_source_names_this_process():
 
 def test_files_of_different_widths_are_refused_naming_each(monkeypatch):
     _beside(monkeypatch, [63, -1, 10])
-    with pytest.raises(ValueError, match=r"different numbers of features: 64 in process 0's, "
-                                         r"63 in process 1's"):  # fmt: skip
+    with pytest.raises(DataError, match=r"different numbers of features: 64 in process 0's, "
+                                  r"63 in process 1's"):  # fmt: skip
         process_data.agree_on_shape(data.load("digits"))
 
 

@@ -4,9 +4,10 @@ A run file has up to five tables; every key is optional but ``data.source`` and
 ``model.hidden``::
 
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
-    [model]      hidden = [128, 128]   activation = "relu"   output_activation = "identity"
-                 cost = "softmax_cross_entropy"   l2 = 0.0   initializer = "auto"
-                 compute_dtype = "" (or "bfloat16"/"float16": mixed precision)
+    [model]      hidden = [128, 128]   (+ any keyword of funcbp.MLP but sizes, with MLP's
+                 defaults: activation = "relu" or one name per hidden layer ["tanh", "relu"],
+                 output_activation, cost = "mse", l2, initializer, compute_dtype = "bfloat16"
+                 or "float16" for mixed precision, "" or absent: the parameters' dtype)
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
     [train]      epochs = 10   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
@@ -15,24 +16,28 @@ A run file has up to five tables; every key is optional but ``data.source`` and
     [distributed]  coordinator = "" (or process 0's "host:port")   num_processes = 0 (one)
                  detect = false (true: what JAX detects, SLURM, Open MPI, ...)
 
-The network's input and output widths come from the data. An unknown key, a
-wrong type or an invalid value raises ``ConfigError`` with one line naming the
-key and what was expected, before anything is compiled or written.
+The network's input and output widths come from the data; ``MLP`` validates the
+rest of ``[model]``, the optimizer's names come from ``funcbp.optim``, the
+engines from ``funcbp.train.ENGINES`` and the dtypes from
+``funcbp.mlp.PARAM_DTYPES``. An unknown key, a wrong type or an invalid value
+raises ``ConfigError`` with one line naming the key and what was expected,
+before anything is compiled or written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from funcbp import activations, initializers, losses, optim
+from funcbp import optim
+from funcbp import train as _train
 from funcbp.errors import ConfigError
+from funcbp.mlp import MLP, PARAM_DTYPES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +54,22 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    """The ``[model]`` table: hidden widths, and ``MLP``'s keywords as the run file sets them.
+
+    ``MLP`` has the defaults and validates the values; a list of activations is
+    kept as a tuple, and ``compute_dtype = ""`` as no key (``MLP``'s ``None``).
+    """
+
     hidden: tuple[int, ...]
-    activation: str = "relu"
-    output_activation: str = "identity"
-    cost: str = "softmax_cross_entropy"
-    l2: float = 0.0
-    initializer: str = "auto"
-    compute_dtype: str = ""  # mixed precision: "bfloat16" or "float16"; "": the params' dtype
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, n_in: int, n_out: int) -> MLP:
+        """The network ``(n_in, *hidden, n_out)`` for data of those widths."""
+        return build_mlp((n_in, *self.hidden, n_out), self.options)
+
+    def cost(self) -> str:
+        """The networks' cost: the file's, else ``MLP``'s default."""
+        return self.build(*_STAND_IN_WIDTHS).cost
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +110,11 @@ class RunConfig:
     distributed: DistributedConfig = DistributedConfig()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain TOML/JSON-ready values, ``optimizer.options`` flattened into its table."""
+        """Plain TOML/JSON-ready values, ``model.options`` and ``optimizer.options`` flattened
+        into their tables."""
         out = dataclasses.asdict(self)
+        model_options = out["model"].pop("options")
+        out["model"] = {**out["model"], **model_options}
         out["optimizer"] = {**out["optimizer"].pop("options"), **out["optimizer"]}
         return {
             section: {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
@@ -162,12 +179,15 @@ def _build(section: str, cls: type, table: dict[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    if cls is OptimizerConfig:
-        options = {k: table.pop(k) for k in list(table) if k not in fields}
-        kwargs["options"] = options
+    extra: tuple[str, ...] = ()
+    if cls is OptimizerConfig:  # optim.make validates the rest
+        kwargs["options"] = {k: table.pop(k) for k in list(table) if k not in fields}
+    if cls is ModelConfig:  # MLP's keywords; MLP validates them
+        extra = _MLP_KEYS
+        kwargs["options"] = _mlp_options({k: table.pop(k) for k in list(table) if k in extra})
     for key, value in table.items():
         if key not in fields or key == "options":
-            valid = ", ".join(k for k in fields if k != "options")
+            valid = ", ".join([k for k in fields if k != "options"] + list(extra))
             raise ConfigError(f"unknown key {section}.{key}; valid keys: {valid}")
         kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
     for name, field in fields.items():
@@ -175,6 +195,41 @@ def _build(section: str, cls: type, table: dict[str, Any]):
         if no_default and field.default_factory is dataclasses.MISSING and name not in kwargs:
             raise ConfigError(f"missing key {section}.{name}")
     return cls(**kwargs)
+
+
+# Input and output widths that every cost takes, for a network before the data are read.
+_STAND_IN_WIDTHS = (2, 2)
+
+# The [model] keys besides hidden: MLP's own fields (the widths come from hidden and the data).
+_MLP_KEYS = tuple(f.name for f in dataclasses.fields(MLP) if f.name != "sizes")
+
+
+def _mlp_options(given: Mapping[str, Any]) -> dict[str, Any]:
+    """``[model]``'s ``MLP`` keywords as ``MLP`` takes them (TOML has lists, and no ``None``)."""
+    options = {key: tuple(v) if isinstance(v, list) else v for key, v in given.items()}
+    if options.get("compute_dtype") == "":
+        del options["compute_dtype"]
+    return options
+
+
+def _model_key(key: str) -> str:
+    return "model.hidden" if key == "sizes" else f"model.{key}"
+
+
+def build_mlp(
+    sizes: Sequence[int], options: Mapping[str, Any], name: Callable[[str], str] = _model_key
+) -> MLP:
+    """``MLP(sizes, **options)``; what ``MLP`` refuses is a ``ConfigError`` naming ``name(key)``.
+
+    Each option is tried alone first, so that the message names the key at fault.
+    """
+    probes = {"sizes": {}, **{key: {key: value} for key, value in options.items()}}
+    for key, kwargs in probes.items():
+        try:
+            MLP(sizes, **kwargs)
+        except ValueError as err:
+            raise ConfigError(f"{name(key)}: {err}") from None
+    return MLP(sizes, **options)
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -223,13 +278,7 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(f"data.teacher_sizes: expected 2+ positive widths, got {d.teacher_sizes}")
     if any(n < 1 for n in m.hidden):
         raise ConfigError(f"model.hidden: expected positive layer widths, got {list(m.hidden)}")
-    _one_of("model.activation", m.activation, activations.NAMES)
-    _one_of("model.output_activation", m.output_activation, activations.NAMES)
-    _one_of("model.cost", m.cost, losses.NAMES)
-    _one_of("model.initializer", m.initializer, initializers.NAMES)
-    _one_of("model.compute_dtype", m.compute_dtype, ("", "bfloat16", "float16"))
-    if not 0 <= m.l2 < math.inf:  # NaN fails too
-        raise ConfigError(f"model.l2: expected a finite number >= 0, got {m.l2}")
+    m.build(*_STAND_IN_WIDTHS)  # MLP validates now; the data decide the widths later
     try:
         optim.make(o.name, o.learning_rate, **o.options)
     except ValueError as err:
@@ -242,14 +291,14 @@ def _check_values(config: RunConfig) -> None:
             )
     else:
         _positive("train.batch_size", t.batch_size)
-    _one_of("train.engine", t.engine, ("backprop", "autodiff"))
+    _one_of("train.engine", t.engine, _train.ENGINES)
     if t.patience < 0:
         raise ConfigError(f"train.patience: expected an integer >= 0 (0: off), got {t.patience}")
     if t.patience and not d.validation:
         raise ConfigError(
             "train.patience: early stopping needs a validation split (data.validation > 0)"
         )
-    _one_of("train.dtype", t.dtype, ("float32", "float64", "bfloat16"))
+    _one_of("train.dtype", t.dtype, PARAM_DTYPES)
     _positive("train.checkpoint_every", t.checkpoint_every)
     _positive("train.keep_checkpoints", t.keep_checkpoints)
     if t.diagnostics_every < 0:

@@ -2,7 +2,10 @@
 
 Exit status: 0 success; 1 a gradient check failed, training diverged or
 ``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
-2 a bad command line, config or data (one line on standard error naming it).
+2 a bad command line, config, data, checkpoint or run directory (one line on
+standard error naming it: ``funcbp.ConfigError``, ``DataError``,
+``CheckpointError``, or an ``OSError`` writing the run directory). Anything else
+is a bug in funcbp: Python's traceback, and exit status 1.
 """
 
 from __future__ import annotations
@@ -15,8 +18,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from funcbp.errors import CheckpointError, ConfigError, DataError
+
+# What the commands report in one line with exit status 2: bad input, by kind.
+_BAD_INPUT = (ConfigError, DataError, CheckpointError)
+
 
 def _parser() -> argparse.ArgumentParser:
+    from funcbp.mlp import PARAM_DTYPES
+
     parser = argparse.ArgumentParser(prog="funcbp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -73,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--cost", default="softmax_cross_entropy")
     check.add_argument("--l2", type=float, default=0.0)
     check.add_argument("--batch", type=_positive_int, default=32, help="samples to check on")
-    check.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"))
+    check.add_argument("--dtype", default="float32", choices=PARAM_DTYPES)
     check.add_argument("--mode", default="auto", choices=("auto", "elementwise", "directional"))
     check.add_argument("--hvp", action="store_true", help="also check Hessian-vector products")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -110,13 +120,12 @@ def _fail(message: str) -> int:
 def _train(args: argparse.Namespace) -> int:
     from funcbp import checkpoint
     from funcbp._jax.compilation_cache import enable_compilation_cache
-    from funcbp.cli import config as _config
     from funcbp.cli import display, run
     from funcbp.train import TrainingDiverged
 
     try:
         config = _run_config(args)
-    except _config.ConfigError as err:
+    except ConfigError as err:
         return _fail(f"config {args.config}: {err}" if args.config else str(err))
     if args.resume:
         out = args.resume
@@ -127,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         _start_distributed(args, config.distributed)
         summary = run.train(config, out, resume=args.resume is not None)
-    except ValueError as err:  # bad data, a used or unresumable --out, an unreadable checkpoint
+    except _BAD_INPUT as err:  # bad data, a used or unresumable --out, an unreadable checkpoint
         return _fail(str(err))
     except OSError as err:  # an unwritable --out, a full disk
         return _fail(f"run directory {out}: {err}")
@@ -169,7 +178,7 @@ def _start_distributed(args: argparse.Namespace, configured) -> None:
     try:
         jax.distributed.initialize(coordinator, num_processes, args.process_id)
     except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"jax.distributed could not start: {err}") from None
+        raise ConfigError(f"distributed: jax.distributed could not start: {err}") from None
 
 
 def _run_config(args: argparse.Namespace):
@@ -178,16 +187,16 @@ def _run_config(args: argparse.Namespace):
 
     if args.resume is None:
         if args.config is None:
-            raise _config.ConfigError("train needs a CONFIG file (or --resume DIR)")
+            raise ConfigError("train needs a CONFIG file (or --resume DIR)")
         return _config.load(args.config, args.set)
     if not (args.resume / "config.toml").is_file():
-        raise _config.ConfigError(f"{args.resume} is not a run directory (no config.toml)")
+        raise ConfigError(f"{args.resume} is not a run directory (no config.toml)")
     saved = _config.load(args.resume / "config.toml")
     if args.config is not None or args.set:
         given = _config.load(args.config or args.resume / "config.toml", args.set)
         if given != saved:
             difference = _first_difference(given.to_dict(), saved.to_dict())
-            raise _config.ConfigError(
+            raise ConfigError(
                 f"differs from {args.resume / 'config.toml'} at {difference}; "
                 "a resumed run keeps its config"
             )
@@ -219,15 +228,14 @@ def _diagnose(args: argparse.Namespace) -> int:
         every = args.every if args.every is not None else config.train.diagnostics_every or 10
         net, optimizer, splits = run.prepare(config)
         t = config.train
-        if t.dtype == "float64":
-            jax.config.update("jax_enable_x64", True)
-        batch = None if t.batch_size == "full" else min(t.batch_size, len(splits.train))
+        run.param_dtype(t.dtype)  # float64: 64-bit mode on before fit_blocks
+        batch = run.batch_size(t, len(splits.train))
         blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
                             engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
                             diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
-    except _config.ConfigError as err:
+    except ConfigError as err:
         return _fail(f"config {args.config}: {err}")
-    except ValueError as err:
+    except _BAD_INPUT as err:
         return _fail(str(err))
     history: dict[str, list] = {}
     diverged = None
@@ -255,10 +263,8 @@ def _check(args: argparse.Namespace) -> int:
     from funcbp.cli import config as _config
     from funcbp.cli import run
     from funcbp.gradcheck import check_gradients, check_hvp
-    from funcbp.mlp import MLP
 
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    dtype = run.param_dtype(args.dtype)
     key = jax.random.key(args.seed)
     try:
         if args.config is not None:
@@ -266,24 +272,46 @@ def _check(args: argparse.Namespace) -> int:
             net, part = prepared.net, prepared.splits.train
             x, y = jnp.asarray(part.x[: args.batch]), jnp.asarray(part.y[: args.batch])
         elif args.sizes:
-            net = MLP(args.sizes, args.activation, args.output_activation, args.cost, args.l2)
-            x, y = _random_batch(net, key, args.batch)
+            net, (x, y) = _flag_network(args, key)
         else:
             return _fail("check needs a CONFIG file or --sizes")
-        params = net.init(key, dtype=jnp.dtype(args.dtype))
+        params = net.init(key, dtype=dtype)
         x = x.astype(args.dtype)
         if y.ndim == 2:
             y = y.astype(args.dtype)
         reports = [check_gradients(net, params, x, y, mode=args.mode)]
         if args.hvp:
             reports.append(check_hvp(net, params, x, y))
-    except _config.ConfigError as err:
-        return _fail(f"config {args.config}: {err}")
-    except ValueError as err:  # a network the cost does not fit, say
+    except ConfigError as err:
+        return _fail(f"config {args.config}: {err}" if args.config else str(err))
+    except _BAD_INPUT as err:
         return _fail(str(err))
     for report in reports:
         print(json.dumps(report.to_dict(), indent=2) if args.json else f"{report}\n")
     return 0 if all(report.ok for report in reports) else 1
+
+
+def _flag_network(args: argparse.Namespace, key):
+    """The network of ``--sizes``, ``--activation``, ... and a random batch for it.
+
+    Raises:
+      ConfigError: naming the flag whose value ``MLP`` or the cost refuses.
+    """
+    from funcbp import losses
+    from funcbp.cli import config as _config
+
+    def flag(option: str) -> str:
+        return "--" + option.replace("_", "-")
+
+    options = {"activation": args.activation, "output_activation": args.output_activation,
+               "cost": args.cost, "l2": args.l2}  # fmt: skip
+    net = _config.build_mlp(args.sizes, options, name=flag)
+    x, y = _random_batch(net, key, args.batch)
+    try:  # a width the cost does not take (one softmax output)
+        losses.get(net.cost).check_targets(y, (args.batch, net.sizes[-1]))
+    except ValueError as err:
+        raise ConfigError(f"{flag('cost')}: {err}") from None
+    return net, (x, y)
 
 
 def _random_batch(net, key, batch: int):
@@ -309,8 +337,15 @@ def run() -> None:
 
     Exits without the interpreter's teardown, where JAX's backend clean-up alone
     costs about 0.3 s; everything a command writes is flushed (and run files
-    fsynced) before this point.
+    fsynced) before this point. XLA:CPU's options for funcbp's programs are set
+    first, before JAX starts (``funcbp.use_fast_cpu_compile``).
     """
+    from funcbp import use_fast_cpu_compile
+
+    try:
+        use_fast_cpu_compile()
+    except ValueError as err:  # a malformed FUNCBP_* variable
+        sys.exit(_fail(str(err)))
     status = main()
     sys.stdout.flush()
     sys.stderr.flush()

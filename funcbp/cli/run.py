@@ -38,22 +38,16 @@ from funcbp import checkpoint, diagnostics, optim, process_data, sharding
 from funcbp import data as _data
 from funcbp._jax import atomic
 from funcbp._jax.compile_clock import CompileClock
+from funcbp.cli import _rundir, _summary, display, plots
 from funcbp.cli import config as _config
-from funcbp.cli import display, plots
+from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
 from funcbp.train import (
     TrainingDiverged,
-    TrainState,
-    eval_sets_on_devices,
-    evaluate_sets,
     fit_blocks,
     init_progress,
     init_state,
 )
-
-
-class RunError(ValueError):
-    """A run directory that cannot be used as asked (exists already, cannot resume)."""
 
 
 class Interrupted(Exception):
@@ -83,7 +77,8 @@ def prepare(config: _config.RunConfig) -> Prepared:
     standardisation.
 
     Raises:
-      ValueError: the data cannot be read or do not fit the configured network.
+      DataError: the data cannot be read or do not fit the configured network.
+      ConfigError: ``MLP`` refuses the ``[model]`` table for the data's widths.
     """
     d, m, o = config.data, config.model, config.optimizer
     per_process = process_data.is_per_process(d.source)
@@ -98,7 +93,7 @@ def prepare(config: _config.RunConfig) -> Prepared:
         dataset = _data.load(process_data.own_source(d.source))
     if per_process:
         dataset = process_data.agree_on_shape(dataset)
-    if m.cost == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
+    if m.cost() == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
         # Two classes through one logit: labels become [n, 1] targets in {0, 1}.
         dataset = _data.Dataset(dataset.x, dataset.y[:, None].astype("float32"), None, dataset.name)
     splits = _data.split(dataset, validation=d.validation, test=d.test, seed=d.seed)
@@ -109,19 +104,35 @@ def prepare(config: _config.RunConfig) -> Prepared:
     elif d.standardize:
         splits, _ = _data.standardize(splits)
     n_out = dataset.n_classes if dataset.n_classes is not None else dataset.n_outputs
-    net = MLP(
-        (dataset.n_features, *m.hidden, n_out),
-        activation=m.activation,
-        output_activation=m.output_activation,
-        cost=m.cost,
-        l2=m.l2,
-        initializer=m.initializer,
-        compute_dtype=m.compute_dtype or None,
-    )
+    net = m.build(dataset.n_features, n_out)
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
     return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits)
+
+
+def batch_size(train: _config.TrainConfig, n_train: int) -> int | None:
+    """``train.batch_size`` as ``fit_blocks`` takes it: at most ``n_train``, ``None`` for full.
+
+    Raises:
+      ConfigError: the batch does not split evenly over the devices.
+    """
+    batch = None if train.batch_size == "full" else min(train.batch_size, n_train)
+    try:  # fit_blocks would refuse it too, with a plain ValueError
+        sharding.check_divides(sharding.data_mesh(), batch or n_train, "batch size")
+    except ValueError as err:
+        raise ConfigError(f"train.batch_size: {err}") from None
+    return batch
+
+
+def param_dtype(name: str) -> jnp.dtype:
+    """The parameters' dtype ``name`` (one of ``funcbp.mlp.PARAM_DTYPES``).
+
+    ``"float64"`` switches on JAX's 64-bit mode first, which it needs.
+    """
+    if name == "float64":
+        jax.config.update("jax_enable_x64", True)
+    return jnp.dtype(name)
 
 
 def _eval_sets(splits: _data.Splits) -> dict[str, _data.Dataset]:
@@ -142,8 +153,9 @@ def train(
     Progress goes to ``stream`` (default: standard output).
 
     Raises:
-      ValueError: bad data (before ``out`` is made); ``RunError``: ``out`` exists
-        (or, resuming, is not a resumable run).
+      DataError, ConfigError: bad data or a config they do not fit (before ``out`` is
+        made); ``RunError`` (a ``ConfigError``): ``out`` exists (or, resuming, is not a
+        resumable run); ``CheckpointError``: no checkpoint there fits the config.
       TrainingDiverged: a non-finite loss; ``out`` keeps the checkpoints before it.
       Interrupted: Ctrl-C; a checkpoint of the last completed block was saved.
     """
@@ -151,7 +163,7 @@ def train(
     clock = CompileClock()
     out = Path(out)
     writer = jax.process_index() == 0  # under jax.distributed, process 0 alone writes
-    _agree(lambda: _check_out(out, resume) if writer else None)
+    _agree(lambda: _rundir.check_out(out, resume) if writer else None)
     if not writer:
         stream = io.StringIO()  # progress is process 0's to show
     with plots.Plotter(writer) as plotter:  # imports matplotlib on another core meanwhile
@@ -162,7 +174,7 @@ def train(
         compile_seconds=round(clock.seconds, 3),
     )
     if writer:
-        _write_json(out / "summary.json", summary)  # last: the run has ended
+        _rundir.write_json(out / "summary.json", summary)  # last: the run has ended
     return summary
 
 
@@ -170,26 +182,26 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     """``train`` from the data to the summary, less its timings."""
     net, optimizer, splits = prepare(config)
     t = config.train
-    if t.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    saver = _Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints, writer)
+    dtype = param_dtype(t.dtype)
+    meta = _checkpoint_meta(config, net)
+    saver = _rundir.Saver(out / "checkpoints", meta, t.keep_checkpoints, writer)
 
     def fresh():
-        state = init_state(net, optimizer, jax.random.key(t.seed), jnp.dtype(t.dtype))
+        state = init_state(net, optimizer, jax.random.key(t.seed), dtype)
         return state, init_progress(state, t.patience or None)
 
     if resume:  # the checkpoint must fit the run's own network and optimizer
-        state, progress, records = _restore(out, writer, like=jax.eval_shape(fresh))
+        state, progress, records = _rundir.restore(out, writer, like=jax.eval_shape(fresh))
     else:
         (state, progress), records = fresh(), []
     parts = {"train": splits.train, **_eval_sets(splits)}
     if process_data.is_per_process(config.data.source):  # each process has its own rows
         parts = process_data.global_parts(parts)
     eval_sets = {name: part for name, part in parts.items() if name != "train"}
-    n_train = len(_arrays(parts["train"])[0])
-    blocks = fit_blocks(  # checks its arguments (a batch that does not divide, ...) now
+    n_train = len(_summary.arrays(parts["train"])[0])
+    blocks = fit_blocks(  # checks its arguments now
         net, optimizer, parts["train"], epochs=t.epochs, engine=t.engine, eval=eval_sets,
-        batch_size=None if t.batch_size == "full" else min(t.batch_size, n_train),
+        batch_size=batch_size(t, n_train),
         patience=t.patience or None, state=state, progress=progress,
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
         diagnostics_every=t.diagnostics_every or None,
@@ -206,7 +218,7 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
             last_good = checkpoint.find(out / "checkpoints").relative_to(out)
             ended = {"status": "diverged", "message": str(err), "epoch": err.epoch,
                      "step": err.step, "last_good_checkpoint": str(last_good)}  # fmt: skip
-            _write_json(out / "summary.json", ended)
+            _rundir.write_json(out / "summary.json", ended)
         plotter.send(err.history, out)
         _wait_for_plots(plotter, [])
         raise
@@ -214,12 +226,15 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
     plotter.send(history, out)  # drawn while the final evaluation runs
     if t.patience and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
-    summary = _summary(net, state, history, parts, progress)
+    summary = _summary.summarize(net, state, history, parts, progress)
+    summary["versions"] = _versions()
     summary["warnings"] = diagnostics.findings(history, net)
     return summary
 
 
-def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Path, t, stream):
+def _train_blocks(
+    blocks, state, progress, saver: _rundir.Saver, records: list, out: Path, t, stream
+):
     """Runs ``blocks`` from ``(state, progress)``: metrics.jsonl, the screen, checkpoints, Ctrl-C.
 
     Returns the final ``(state, progress)`` (the given ones when a resumed run had
@@ -231,7 +246,7 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
     with _deferred_sigint() as interrupted, open(metrics_path, "a") as metrics:
         try:
             for block in blocks:
-                metrics.writelines(json.dumps(_json_ready(r)) + "\n" for r in block.records)
+                metrics.writelines(json.dumps(_rundir.json_ready(r)) + "\n" for r in block.records)
                 metrics.flush()
                 records += block.records
                 shown.update(block.records[-1], len(block.records))
@@ -255,45 +270,8 @@ def _train_blocks(blocks, state, progress, saver: _Saver, records: list, out: Pa
     return state, progress
 
 
-class _Saver:
-    """Checkpoints a run into ``directory``: the last ``keep``, and the best."""
-
-    def __init__(self, directory: Path, meta: dict[str, Any], keep: int, writes: bool = True):
-        self.directory, self.meta, self.keep, self.writes = directory, meta, keep, writes
-        self.best = _best_so_far(directory / "best.json")
-
-    def save(self, state: TrainState, progress, record: dict[str, float] | None) -> Path:
-        """Saves; ``record`` (the last epoch's metrics) decides whether it is the best."""
-        score = math.inf
-        if record is not None:
-            # The validation loss when there is one: the test set must not choose.
-            monitor = "validation_loss" if "validation_loss" in record else "train_loss"
-            score = record[monitor]
-            self.meta["monitor"] = {"name": monitor, "value": score}
-        best, self.best = score < self.best, min(score, self.best)
-        if not self.writes:  # another process writes the run directory
-            return self.directory
-        return checkpoint.save_rotating(
-            self.directory, state, progress, self.meta, keep=self.keep, best=best
-        )
-
-
-def _best_so_far(path: Path) -> float:
-    """The monitored loss of a resumed run's best checkpoint (``inf``: none yet)."""
-    if not path.is_file():
-        return math.inf
-    try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["monitor"]["value"])
-    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError
-        raise RunError(f"{path} is damaged ({type(err).__name__}: {err})") from None
-
-
-def _write_json(path: Path, value: Any) -> None:
-    atomic.write(path, (json.dumps(_json_ready(value), indent=2) + "\n").encode())
-
-
 def _agree(check: Callable[[], None]) -> None:
-    """Runs ``check`` (which may raise ``RunError``); under several processes all raise.
+    """Runs ``check`` (which may raise ``_rundir.RunError``); under several processes all raise.
 
     Without this, process 0 would stop on a bad ``--out`` while the others wait
     for it in their first all-reduce.
@@ -304,10 +282,10 @@ def _agree(check: Callable[[], None]) -> None:
     try:
         check()
         error = None
-    except RunError as err:
+    except _rundir.RunError as err:
         error = err
     if not _from_process_0(error is None):
-        raise error or RunError("process 0 refused the run directory")
+        raise error or _rundir.RunError("process 0 refused the run directory")
 
 
 def _from_process_0(flag: bool) -> bool:
@@ -326,47 +304,15 @@ def _wait_for_plots(plotter: plots.Plotter, warnings: list[str]) -> None:
         warnings.append("the plots could not be drawn (the error is above)")
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    if not resume:
-        if out.exists():
-            raise RunError(
-                f"run directory {out} already exists; choose another --out or --resume it"
-            )
-        return
-    if not (out / "config.toml").is_file():
-        raise RunError(f"{out} is not a run directory (no config.toml)")
-    if (out / "summary.json").exists():
-        raise RunError(f"{out} has finished (summary.json exists); nothing to resume")
-
-
-def _restore(out: Path, writer: bool, like):
-    """The latest checkpoint's state and progress (shaped ``like``), and the records up to it."""
-    saved = checkpoint.load_checkpoint(out / "checkpoints", like)
-    epoch = saved.meta["epoch"]
-    path = out / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    if len(lines) < epoch:
-        raise RunError(f"{path} has {len(lines)} epochs, fewer than the checkpoint's {epoch}")
-    records = [json.loads(line) for line in lines[:epoch]]
-    if writer:  # epochs after the checkpoint are run again; their records go first
-        atomic.write(out / "metrics.jsonl", "".join(line + "\n" for line in lines[:epoch]).encode())
-    return saved.state, saved.progress, records
-
-
 def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
     o = config.optimizer
     return {
-        "net": {**net.__dict__, "sizes": list(net.sizes)},
+        "net": checkpoint.net_spec(net),
         "optimizer": {"name": o.name, "learning_rate": o.learning_rate, "options": dict(o.options)},
         "patience": config.train.patience or None,
         "config": config.to_dict(),
         "versions": _versions(),
     }
-
-
-def _arrays(part: _data.Dataset | tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
-    """``(x, y)`` of a data set on the host, or global arrays (``process_data.global_parts``)."""
-    return (part.x, part.y) if isinstance(part, _data.Dataset) else part
 
 
 def _headline(config: _config.RunConfig, net: MLP, n_train: int) -> str:
@@ -398,47 +344,8 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN and infinity are not JSON: a diverged loss or a statistic not taken is null."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _history(records: list[dict[str, float]]) -> dict[str, list]:
     return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-
-def _summary(net, state: TrainState, history, parts, progress) -> dict[str, Any]:
-    """The final losses and accuracies on ``parts`` (``{name: data set}``), and the run's facts."""
-    # Inputs in the parameters' dtype, as fit evaluates them each epoch.
-    dtype = jnp.result_type(state.params[0]["w"])
-    mesh = sharding.data_mesh()
-    # Global arrays stay where they are.
-    rows, final = eval_sets_on_devices({n: _arrays(p) for n, p in parts.items()}, dtype, mesh)
-    with sharding.on_mesh(mesh):
-        evaluated = _evaluate_splits(net, sharding.replicate(state.params, mesh), rows, final)
-    summary: dict[str, Any] = {"status": "completed"}
-    for name, metrics in jax.device_get(evaluated).items():
-        summary.update({f"{name}_{k}": float(v) for k, v in metrics.items()})
-    devices = jax.devices()
-    stopped_early = bool(progress.stopped) and progress.best_params is not None
-    summary.update(
-        epochs=len(history["epoch"]),
-        steps=int(state.step),
-        best_epoch=int(progress.best_epoch) if stopped_early else None,
-        device_kind=devices[0].device_kind,
-        device_platform=devices[0].platform,
-        device_count=len(devices),
-        versions=_versions(),
-    )
-    return summary
-
-
-# ``evaluate_sets`` on every split, compiled as one program.
-_evaluate_splits = jax.jit(evaluate_sets, static_argnums=(0, 2))
 
 
 def _versions() -> dict[str, str]:

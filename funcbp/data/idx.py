@@ -15,6 +15,8 @@ import zlib
 
 import numpy as np
 
+from funcbp.errors import DataError
+
 _DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
@@ -38,7 +40,7 @@ def read(path: str | os.PathLike) -> np.ndarray:
       (MNIST images: ``[n, 28, 28]`` uint8).
 
     Raises:
-      ValueError: the magic number is not an IDX one, or the file (or its gzip
+      DataError: the magic number is not an IDX one, or the file (or its gzip
         stream) is shorter or longer than the header declares.
     """
     with open(path, "rb") as f:
@@ -47,17 +49,17 @@ def read(path: str | os.PathLike) -> np.ndarray:
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as err:
-            raise ValueError(f"{path}: truncated or corrupt gzip stream ({err})") from None
+            raise DataError(f"{path}: truncated or corrupt gzip stream ({err})") from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _DTYPES or raw[3] == 0:
         codes = "/".join(f"{code:02x}" for code in _DTYPES)
-        raise ValueError(
+        raise DataError(
             f"{path}: not an IDX file: magic number 0x{raw[:4].hex()}, expected "
             f"0x0000 followed by a dtype code ({codes}) and the number of dimensions"
         )
     dtype, ndim = _DTYPES[raw[2]], raw[3]
     offset = 4 + 4 * ndim
     if len(raw) < offset:
-        raise ValueError(
+        raise DataError(
             f"{path}: truncated IDX file: {len(raw)} bytes, too short for the "
             f"{ndim} dimension sizes its magic number 0x{raw[:4].hex()} announces"
         )
@@ -65,7 +67,7 @@ def read(path: str | os.PathLike) -> np.ndarray:
     expected = offset + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         problem = "truncated IDX file" if len(raw) < expected else "IDX file with trailing bytes"
-        raise ValueError(
+        raise DataError(
             f"{path}: {problem}: the header declares {dtype.name} values of shape {shape} "
             f"({expected} bytes with the header) but there are {len(raw)} bytes"
         )
