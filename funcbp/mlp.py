@@ -80,8 +80,8 @@ class MLP:
             names = tuple(self.activation)
             if len(names) != n_hidden:
                 raise ValueError(
-                    f"activation has {len(names)} names but sizes {self.sizes} has "
-                    f"{n_hidden} hidden layers; give one name per hidden layer or a single name"
+                    f"activation has {len(names)} names for {n_hidden} hidden layers; give one "
+                    "name per hidden layer or a single name"
                 )
             object.__setattr__(self, "activation", names)
         for name in self.layer_names:

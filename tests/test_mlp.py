@@ -22,7 +22,7 @@ from funcbp import activations, initializers
         ({"sizes": 64}, r"sizes must be a sequence"),
         ({"sizes": (3, 4, 2), "activation": "rleu"}, r"unknown activation 'rleu'; valid names"),
         ({"sizes": (3, 4, 2), "output_activation": "softmax"}, r"unknown activation 'softmax'"),
-        ({"sizes": (3, 4, 5, 2), "activation": ("relu",)}, r"1 names but .* 2 hidden layers"),
+        ({"sizes": (3, 4, 5, 2), "activation": ("relu",)}, r"1 names for 2 hidden layers"),
         ({"sizes": (3, 2), "cost": "hinge"}, r"unknown cost 'hinge'; valid names: mse"),
         ({"sizes": (3, 2), "l2": -1.0}, r"l2 must be a finite number >= 0, got -1.0"),
         ({"sizes": (3, 2), "l2": float("nan")}, r"l2 must be a finite number >= 0, got nan"),
