@@ -1,4 +1,8 @@
-"""pytest helpers: gradient checks that fail with the whole report as the message."""
+"""pytest helpers: gradient checks that fail with the whole report as the message.
+
+Each passes ``**options`` on to its check: ``options=CheckOptions(...)`` and/or
+``CheckOptions`` fields as keywords (``mode="directional"``).
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import pytest
 
 import funcbp
 from funcbp.backprop import forward
-from funcbp.gradcheck import FD
+from funcbp.gradcheck import FD, CheckOptions, _checks
 
 from .test_engines import make_problem
 
@@ -261,3 +261,133 @@ def test_bad_arguments_are_named():
     integers = jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)
     with pytest.raises(ValueError, match=r"params\[0\]\['b'\] has dtype int32; only floating"):
         funcbp.check_gradients(NET, integers, X, Y)
+
+
+# --- options --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("mode", "fast", "mode must be one of 'auto', 'elementwise', 'directional', got 'fast'"),
+        ("step", 0.0, "step must be a finite number > 0, got 0.0"),
+        ("step", -1e-4, "step must be a finite number > 0, got -0.0001"),
+        ("step", float("nan"), "step must be a finite number > 0, got nan"),
+        ("step", float("inf"), "step must be a finite number > 0, got inf"),
+        ("step", True, "step must be a finite number > 0, got True"),
+        ("step", "1e-4", "step must be a finite number > 0, got '1e-4'"),
+        ("directions", 0, "directions must be a positive integer, got 0"),
+        ("directions", 2.5, "directions must be a positive integer, got 2.5"),
+        ("max_elementwise", -1, "max_elementwise must be a positive integer, got -1"),
+        ("chunk", True, "chunk must be a positive integer, got True"),
+        ("key", 0, r"key must be a jax.random.key\(seed\), got int"),
+        ("key", jnp.zeros(3, jnp.uint32), r"key must be a jax.random.key\(seed\), got uint32\[3\]"),
+    ],
+)
+def test_check_options_refuse_a_bad_value_naming_field_and_value(field, value, message):
+    with pytest.raises(ValueError, match=rf"^CheckOptions\.{message}"):
+        CheckOptions(**{field: value})
+    # The checks' keywords are the same fields, validated the same way.
+    with pytest.raises(ValueError, match=rf"^CheckOptions\.{message}"):
+        funcbp.check_gradients(NET, PARAMS, X, Y, **{field: value})
+
+
+def test_check_options_accept_both_kinds_of_key():
+    assert CheckOptions(key=jax.random.key(1)).key is not None
+    report = funcbp.check_grad(loss, correct, PARAMS, mode="directional", key=jax.random.PRNGKey(1))
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda **kw: funcbp.check_gradients(NET, PARAMS, X, Y, **kw),
+        lambda **kw: funcbp.check_grad(loss, correct, PARAMS, **kw),
+        lambda **kw: funcbp.check_vjp(jnp.tanh, lambda x, ct: ct, jnp.ones(3), **kw),
+        lambda **kw: funcbp.check_hvp(NET, PARAMS, X, Y, **kw),
+    ],
+)
+def test_an_unknown_keyword_is_refused_with_the_valid_ones(call):
+    fields = "mode, step, directions, max_elementwise, chunk, key"
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument\(s\) 'steps'; .*{fields}"):
+        call(steps=1e-3)
+    with pytest.raises(TypeError, match="options must be a CheckOptions, got dict"):
+        call(options={"mode": "directional"})
+
+
+def test_options_reach_the_finite_differences():
+    def fd_errors(report):
+        return [row.error64.max_rel for row in report.rows if row.reference == FD]
+
+    def directional(**kw):
+        return funcbp.check_grad(loss, correct, PARAMS, **kw)
+
+    options = CheckOptions(mode="directional", directions=5)
+    # 4 evaluations per direction per leaf, and f itself once.
+    assert directional(options=options).evaluations == 4 * 5 * len(LEAVES) + 1
+    # A keyword overrides the same field of the options object.
+    assert directional(options=options, directions=2).evaluations == 4 * 2 * len(LEAVES) + 1
+    assert directional(options=options, mode="elementwise").mode == "elementwise"
+    assert directional(options=options, step=1e-3).step == 1e-3
+    # The key draws the directions: the same key repeats a check, another changes it.
+    same = fd_errors(directional(options=options, key=jax.random.key(7)))
+    assert fd_errors(directional(options=options, key=jax.random.key(7))) == same
+    assert fd_errors(directional(options=options, key=jax.random.key(8))) != same
+    # The chunk size is how many perturbations share a vmap, not what is computed.
+    chunked = fd_errors(directional(mode="elementwise", chunk=7))
+    assert chunked == pytest.approx(fd_errors(directional()), abs=1e-10)
+
+
+def test_hvp_options_reach_the_vectors():
+    def fd_errors(report):
+        return [row.error64.max_rel for row in report.rows if row.reference == FD]
+
+    default = funcbp.check_hvp(NET, PARAMS, X, Y)
+    assert fd_errors(funcbp.check_hvp(NET, PARAMS, X, Y, key=jax.random.key(0))) == fd_errors(
+        default
+    )
+    assert fd_errors(funcbp.check_hvp(NET, PARAMS, X, Y, key=jax.random.key(5))) != fd_errors(
+        default
+    )
+    report = funcbp.check_hvp(NET, PARAMS, X, Y, options=CheckOptions(step=1e-3), vectors=2)
+    assert (
+        report.step == 1e-3
+        and report.evaluations == 2 * 4
+        and "over 2 random vectors" in str(report)
+    )
+
+
+def test_hvp_check_catches_a_derivative_that_is_right_but_not_differentiable(monkeypatch):
+    # tanh' as 1 - a**2 with a held constant: every gradient is right (so
+    # check_gradients passes) but forward mode through backprop misses a's change,
+    # so backprop's Hessian-vector products are wrong. Autodiff's are not.
+    real_get = funcbp.activations.get
+    frozen = funcbp.Activation("tanh", jnp.tanh, lambda z, a: 1 - jax.lax.stop_gradient(a) ** 2)
+    net = funcbp.MLP((3, 5, 2), activation="tanh", cost="mse")
+    params, x, y = make_problem(net, jax.random.key(4), batch=6)
+    funcbp.clear_caches()  # programs traced with the real tanh
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                funcbp.activations, "get", lambda n: frozen if n == "tanh" else real_get(n)
+            )
+            assert funcbp.check_gradients(net, params, x, y).ok
+            report = funcbp.check_hvp(net, params, x, y)
+    finally:
+        funcbp.clear_caches()  # and those traced with the frozen one
+    assert not report.ok
+    failing = {(row.method, row.reference) for row in report.failures}
+    assert failing == {("backprop", "autodiff"), ("backprop", FD)}, str(report)
+    # Only the hidden layer's tanh' is frozen: the output layer's products stay right.
+    assert {row.path for row in report.failures} == {"[0]['w']", "[0]['b']"}
+    assert funcbp.check_hvp(net, params, x, y).ok
+
+
+def test_gradient_check_programs_are_freed_by_clear_caches():
+    funcbp.check_gradients(NET, PARAMS, X, Y)
+    assert _checks._both_engines.cache_info().currsize > 0
+    assert _checks._both_engines.cache_info().maxsize is not None  # bounded
+    funcbp.clear_caches()
+    assert _checks._both_engines.cache_info().currsize == 0
+    assert _checks._loss_of_leaves.cache_info().currsize == 0
+    assert funcbp.check_gradients(NET, PARAMS, X, Y).ok  # and the checks still work
