@@ -29,7 +29,9 @@ Two workloads, every method doing the same work:
 The jit loops and the NumPy loop start from the parameters ``funcbp.fit`` draws
 with its default key, so the XOR runs follow the same trajectory. The jit loops
 run with XLA's default options, as plain JAX does; funcbp's runs first call
-``funcbp.use_fast_cpu_compile()`` (two XLA:CPU options, as ``funcbp train`` sets).
+``funcbp.use_fast_cpu_compile()`` (two XLA:CPU options, as ``funcbp train`` sets),
+except "fused, XLA dflt": the same fused XOR run without that call, what a
+script gains by it.
 
 How each number is measured:
 
@@ -93,8 +95,9 @@ DIGITS_METHODS = (
     "scikit-learn",
     "sklearn all thr",
 )
-XOR_METHODS = ("numpy loop", "jit loop (xor)", "funcbp fused (xor)")
-PLAIN_JAX_METHODS = ("jit loop", "jit loop (xor)")
+XOR_METHODS = ("numpy loop", "jit loop (xor)", "funcbp fused (xor)", "fused, XLA dflt")
+# XLA's default options: the plain loops, as plain JAX; funcbp without use_fast_cpu_compile().
+PLAIN_JAX_METHODS = ("jit loop", "jit loop (xor)", "fused, XLA dflt")
 
 
 # --- inside one measured process ------------------------------------------------------
@@ -371,6 +374,7 @@ RUNNERS = {
     "numpy loop": _numpy_xor,
     "jit loop (xor)": _jit_loop_xor,
     "funcbp fused (xor)": _funcbp_xor,
+    "fused, XLA dflt": _funcbp_xor,
 }
 
 

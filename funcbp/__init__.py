@@ -28,10 +28,18 @@ from funcbp.activations import Activation
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from funcbp.errors import CheckpointError, ConfigError, DataError
-from funcbp.gradcheck import GradientReport, check_grad, check_gradients, check_hvp, check_vjp
+from funcbp.gradcheck import (
+    CheckOptions,
+    GradientReport,
+    check_grad,
+    check_gradients,
+    check_hvp,
+    check_vjp,
+)
 from funcbp.losses import Cost
 from funcbp.mlp import MLP
 from funcbp.train import (
+    FitOptions,
     TrainingDiverged,
     TrainState,
     evaluate,
@@ -48,11 +56,13 @@ __all__ = [
     "MLP",
     "Activation",
     "BackpropResult",
+    "CheckOptions",
     "Checkpoint",
     "CheckpointError",
     "ConfigError",
     "Cost",
     "DataError",
+    "FitOptions",
     "ForwardCache",
     "GradientReport",
     "TrainState",
