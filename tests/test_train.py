@@ -306,13 +306,14 @@ def test_options_and_keyword_overrides_train_alike(iris):
 
 
 def test_an_unknown_option_is_a_type_error_listing_the_fields(iris):
-    message = r"unknown option 'epoch'; the options \(FitOptions fields\) are epochs, batch_size, "
+    message = r"fit\(\) got unexpected keyword argument\(s\) 'epoch'; its options \(FitOptions "
+    message += r"fields\) are: epochs, batch_size, "
     with pytest.raises(TypeError, match=message):
         funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epoch=1, batch_size=8)
-    with pytest.raises(TypeError, match=r"unknown option 'shuffle'.*diagnostics_every, devices$"):
+    with pytest.raises(TypeError, match=r"fit_blocks.*'shuffle'.*diagnostics_every, devices$"):
         list(funcbp.fit_blocks(NET, optim.make("sgd", 0.1), iris.train, epochs=1, batch_size=8,
                                shuffle=True))  # fmt: skip
-    with pytest.raises(TypeError, match=r"options must be a FitOptions, got int"):
+    with pytest.raises(TypeError, match=r"fit\(\): options must be a FitOptions, got int"):
         funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, 5, batch_size=8)
     with pytest.raises(TypeError, match=r"batch_size"):  # a required field left out
         funcbp.fit(NET, optim.make("sgd", 0.1), iris.train, epochs=1)

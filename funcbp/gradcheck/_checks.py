@@ -17,9 +17,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from funcbp._jax.caches import bounded_cache
+from funcbp._jax.options import with_overrides
 from funcbp.gradcheck import _finite_differences as fds
 from funcbp.gradcheck._compare import compare, scale_of
-from funcbp.gradcheck._options import CheckOptions, resolve
+from funcbp.gradcheck._options import CheckOptions
 from funcbp.gradcheck._report import GradientReport, worst_of
 from funcbp.gradcheck._trees import check_float_tree, check_structure, to_numpy, tree_f64
 from funcbp.mlp import MLP
@@ -37,7 +38,7 @@ def check_gradients(
       options: a ``CheckOptions``; ``**overrides``: its fields as keywords
         (``mode="elementwise"``), which take precedence.
     """
-    options = resolve("check_gradients", options, overrides)
+    options = with_overrides(CheckOptions, options, overrides, "check_gradients")
     net.check_call(params, x, y)
     check_float_tree(params, "params")
     with jax.enable_x64(True):
@@ -72,7 +73,7 @@ def check_grad(
       *args: where to check.
       options, **overrides: as for ``check_gradients``.
     """
-    options = resolve("check_grad", options, overrides)
+    options = with_overrides(CheckOptions, options, overrides, "check_grad")
     check_float_tree(args, "args")
     # One argument is checked as itself (leaf paths like [1]['w']), several as a tuple.
     single = len(args) == 1
@@ -115,7 +116,7 @@ def check_vjp(
       cotangents: how many random cotangents; the report keeps each leaf's worst.
       options, **overrides: as for ``check_gradients``.
     """
-    options = resolve("check_vjp", options, overrides)
+    options = with_overrides(CheckOptions, options, overrides, "check_vjp")
     check_float_tree(primals, "primals")
     key = options.random_key()
     single = len(primals) == 1
@@ -181,7 +182,7 @@ def check_hvp(
     random ``v``. Of the options, ``step`` and ``key`` apply (the differences are along
     each ``v``, whatever ``mode`` says).
     """
-    options = resolve("check_hvp", options, overrides)
+    options = with_overrides(CheckOptions, options, overrides, "check_hvp")
     net.check_call(params, x, y)
     check_float_tree(params, "params")
     key = options.random_key()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
-from typing import Any
 
 import jax
 
@@ -73,26 +71,3 @@ class CheckOptions:
 
     def random_key(self) -> jax.Array:
         return jax.random.key(0) if self.key is None else self.key
-
-
-FIELDS = tuple(field.name for field in dataclasses.fields(CheckOptions))
-
-
-def resolve(what: str, options: CheckOptions | None, overrides: Mapping[str, Any]) -> CheckOptions:
-    """``options`` (default ``CheckOptions()``) with the ``overrides`` a check was called with.
-
-    Raises:
-      TypeError: an override that is not a ``CheckOptions`` field (as Python does for
-        any unexpected keyword), naming it and the valid ones.
-    """
-    unknown = [name for name in overrides if name not in FIELDS]
-    if unknown:
-        raise TypeError(
-            f"{what}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
-            f"its options (CheckOptions fields) are: {', '.join(FIELDS)}"
-        )
-    if options is None:
-        return CheckOptions(**overrides)
-    if not isinstance(options, CheckOptions):
-        raise TypeError(f"{what}(): options must be a CheckOptions, got {type(options).__name__}")
-    return dataclasses.replace(options, **overrides)

@@ -22,8 +22,8 @@ from jax.sharding import Mesh
 from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
+from funcbp._jax.options import with_overrides
 from funcbp.mlp import MLP
-from funcbp.train import _options
 from funcbp.train._block import block_program
 from funcbp.train._options import FitOptions
 from funcbp.train._step import Progress, TrainState, check_batch_size, init_progress, init_state
@@ -106,7 +106,7 @@ def fit(
     Raises:
       TrainingDiverged: a training loss was NaN or infinite (training stops there).
     """
-    options = _options.resolve(options, overrides)
+    options = with_overrides(FitOptions, options, overrides, "fit")
     if options.epochs_per_call is None and callback is None:  # no one to report to
         options = dataclasses.replace(options, epochs_per_call=options.epochs)
     history: dict[str, list] = {"epoch": [], "train_loss": []}
@@ -148,8 +148,8 @@ def fit_blocks(
     the batch size must divide over them. Data already split over a mesh
     (``sharding.rows_from_processes``) trains on that mesh's devices.
     """
-    run = _prepare(net, optimizer, train, _options.resolve(options, overrides), eval, key, state,
-                   progress)  # fmt: skip
+    options = with_overrides(FitOptions, options, overrides, "fit_blocks")
+    run = _prepare(net, optimizer, train, options, eval, key, state, progress)
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
     return _blocks(run)
 
@@ -168,8 +168,8 @@ def lower_block(
     Arguments as ``fit_blocks``'; ``.compile().as_text()`` is the program XLA runs
     (how it splits the data over the devices, which kernels it fuses).
     """
-    run = _prepare(net, optimizer, train, _options.resolve(options, overrides), eval, None, None,
-                   None)  # fmt: skip
+    options = with_overrides(FitOptions, options, overrides, "lower_block")
+    run = _prepare(net, optimizer, train, options, eval, None, None, None)
     with sharding.on_mesh(run.mesh):
         return run.program.lower(run.state, run.progress, run.limit, *run.data)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -74,22 +73,3 @@ class FitOptions:
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # frozen: normalised once, while being made
-
-
-FIELDS = tuple(field.name for field in dataclasses.fields(FitOptions))
-
-
-def resolve(options: FitOptions | None, overrides: Mapping[str, Any]) -> FitOptions:
-    """``options`` with ``overrides`` (field values by name) applied; ``FitOptions(**overrides)``
-    without ``options``. An unknown name or an ``options`` that is not one is a ``TypeError``."""
-    unknown = [name for name in overrides if name not in FIELDS]
-    if unknown:
-        raise TypeError(
-            f"unknown option {unknown[0]!r}; the options (FitOptions fields) are "
-            f"{', '.join(FIELDS)}"
-        )
-    if options is None:
-        return FitOptions(**overrides)
-    if not isinstance(options, FitOptions):
-        raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
-    return dataclasses.replace(options, **overrides) if overrides else options
