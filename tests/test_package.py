@@ -1,6 +1,8 @@
 """The package's shape: importing it changes nothing, caches can be freed, modules stay small."""
 
 import ast
+import importlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -160,18 +162,22 @@ def _unit(module: str) -> str:
     return ".".join(module.split(".")[:2])
 
 
+def _module_or_package(module: str, name: str) -> str:
+    """What ``from module import name`` imports: the submodule ``name``, or ``module``."""
+    if not hasattr(importlib.import_module(module), "__path__"):  # not a package
+        return module
+    return f"{module}.{name}" if importlib.util.find_spec(f"{module}.{name}") else module
+
+
 def _imports(path: pathlib.Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("funcbp")}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("funcbp"):
-            # `from funcbp import data` imports funcbp.data, not the package's __init__
-            found |= (
-                {f"funcbp.{a.name}" for a in node.names}
-                if node.module == "funcbp"
-                else {node.module}
-            )
+            # `from funcbp import data` imports the module funcbp.data; `from funcbp import
+            # MLP`, the package's __init__
+            found |= {_module_or_package(node.module, a.name) for a in node.names}
     return found
 
 

@@ -340,7 +340,7 @@ def run() -> None:
     fsynced) before this point. XLA:CPU's options for funcbp's programs are set
     first, before JAX starts (``funcbp.use_fast_cpu_compile``).
     """
-    from funcbp import use_fast_cpu_compile
+    from funcbp._jax.xla_cpu_flags import use_fast_cpu_compile
 
     try:
         use_fast_cpu_compile()
