@@ -17,6 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from funcbp._registry import lookup
+
 Array = jax.Array
 
 LEAKY_RELU_SLOPE = 0.01
@@ -108,7 +110,4 @@ def get(name: str) -> Activation:
     Raises:
       ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown activation {name!r}; valid names: {', '.join(NAMES)}") from None
+    return lookup(_REGISTRY, name, "activation")

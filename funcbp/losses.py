@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcbp._registry import lookup
+
 Array = jax.Array
 
 
@@ -182,10 +184,7 @@ def get(name: str) -> Cost:
     Raises:
       ValueError: ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown cost {name!r}; valid names: {', '.join(NAMES)}") from None
+    return lookup(_REGISTRY, name, "cost")
 
 
 def weight_penalty(params: list[dict[str, Array]], l2: float) -> Array:

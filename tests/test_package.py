@@ -145,7 +145,7 @@ def test_every_exported_name_exists_and_plumbing_is_not_exported():
 # The layers, bottom first: a module imports from its own layer or those below, never above
 # (README, Layout). The command line is on top: nothing but `python -m funcbp` imports it.
 LAYERS = [
-    {"funcbp.errors", "funcbp._jax"},
+    {"funcbp.errors", "funcbp._jax", "funcbp._registry"},
     {"funcbp.activations", "funcbp.losses", "funcbp.initializers"},
     {"funcbp.backprop"},
     {"funcbp.mlp"},
