@@ -4,7 +4,8 @@ Every cost averages like ``torch.nn.functional``'s ``reduction="mean"``:
 
 * ``mse``: mean over every element of ``(out - y)**2``.
 * ``softmax_cross_entropy``: ``out`` are logits; ``y`` are integer labels
-  ``[batch]`` or one-hot / probability rows ``[batch, n_out]``; mean over the batch.
+  ``[batch]`` or one-hot / probability rows ``[batch, n_out]`` (concrete rows are
+  checked: >= 0, summing to 1 within float rounding); mean over the batch.
 * ``sigmoid_binary_cross_entropy``: ``out`` are logits, ``y`` in [0, 1] with the
   shape of ``out``; mean over every element.
 
@@ -132,6 +133,29 @@ def _softmax_ce_check(y, out_shape: tuple[int, ...]) -> None:
             f"[batch, n_out], got shape {tuple(jnp.shape(y))}"
         )
     _check_same_shape("softmax_cross_entropy", y, out_shape)
+    if _is_concrete(y) and batch:
+        _check_probability_rows(np.asarray(y))
+
+
+def _check_probability_rows(y: np.ndarray) -> None:
+    # Rows that are not distributions train silently toward nonsense: the loss is
+    # unbounded below for a negative entry, and the fused delta p * sum(y) - y assumes 1.
+    # Tolerance: max(16, n_out) epsilons of y's dtype (float32 softmax rows are off by a
+    # few; integer rows must be exactly one-hot).
+    eps = float(jnp.finfo(y.dtype).eps) if jnp.issubdtype(y.dtype, jnp.floating) else 0.0
+    tolerance = max(16, y.shape[1]) * eps
+    values = y.astype(np.float64)
+    sums = values.sum(axis=1)
+    negative, off = (values < 0).any(axis=1), np.abs(sums - 1) > tolerance
+    if negative.any() or off.any():
+        row = int(np.argmax(negative | off))
+        problem = f"has a negative entry ({values[row].min():g})" if negative[row] else ""
+        problem = problem or f"sums to {sums[row]:.9g}"
+        raise ValueError(
+            f"softmax_cross_entropy: target row {row} {problem}; rows [batch, n_out] must be "
+            f"probabilities, >= 0 and summing to 1 (within {tolerance:.2g}), or give integer "
+            "labels [batch]"
+        )
 
 
 # --- sigmoid binary cross-entropy --------------------------------------------

@@ -1,9 +1,13 @@
 """Datasets: built-ins, user files, teacher, splits, standardisation, and every refusal."""
 
 import ast
+import contextlib
 import gzip
+import os
 import pathlib
+import signal
 import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -559,6 +563,7 @@ def test_load_csv_refuses_text_that_is_not_utf8(tmp_path):
             r"built-in dataset 'iris' takes no option 'n_classes'; valid options: none",
         ),
         (3, {}, r"load: expected a dataset name or a path, got 3"),
+        ("xor", {"max_bytes": 0}, r"max_bytes must be a positive number of bytes, got 0"),
     ],
 )
 def test_load_refusals(source, options, message):
@@ -594,3 +599,180 @@ def test_every_refusal_is_a_data_error():
     for refuse in refusals:
         with pytest.raises(funcbp.DataError):
             refuse()
+
+
+# --- files that lie about their size, and sizes bounded before allocating ------------------
+
+
+@contextlib.contextmanager
+def _within(seconds):
+    # A refusal must come at once: reading /dev/zero or waiting on a FIFO would never end.
+    def interrupt(signum, frame):
+        raise TimeoutError(f"not refused within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _npy(shape, dtype, data=b""):
+    # An .npy header written by hand (format 1.0), so it can declare what it likes.
+    text = repr({"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape})
+    text += " " * (-(10 + len(text) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode() + data
+
+
+def _npz(path, x, y):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", x)
+        archive.writestr("y.npy", y)
+    return path
+
+
+_TWO_LABELS = _npy((2,), "<i8", np.array([0, 1]).tobytes())
+_MB = 2**20
+_OVER = r"more than the data limit of 1\.0 MiB .*raise it with max_bytes=N \(data.max_bytes"
+
+
+def _rows_2_40(tmp_path):
+    path = _npz(tmp_path / "rows.npz", _npy((2**40, 2), "<f8", bytes(1024)), _TWO_LABELS)
+    assert path.stat().st_size < 2048
+    message = (
+        r"rows.npz: x.npy declares float64 values of shape \(1099511627776, 2\) "
+        r"\(17592186044416 bytes\) but holds 1024 bytes after its header"
+    )
+    return lambda: data.load(path), message
+
+
+def _zip_bomb(tmp_path):
+    x = _npy((20 * _MB // 8,), "<f8", bytes(20 * _MB))
+    path = _npz(tmp_path / "bomb.npz", x, _TWO_LABELS)
+    assert path.stat().st_size < 100_000  # 20 MiB of zeros, deflated
+    message = r"bomb.npz: arrays 'x' float64 \[2621440\] and 'y' int64 \[2\] need 20\.0 MiB "
+    return lambda: data.load(path, max_bytes=_MB), message + r"\(20971536 bytes\), " + _OVER
+
+
+def _gzip_bomb(tmp_path):
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 20_000, 32, 32)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(20 * _MB)))
+    message = (
+        r"train-images-idx3-ubyte.gz: the header declares uint8 values of shape "
+        r"\(20000, 32, 32\) \(20480016 bytes with the header\), which need 19\.5 MiB "
+    )
+    return lambda: data.load(tmp_path, max_bytes=_MB), message + r".*" + _OVER
+
+
+def _gzip_longer_than_declared(tmp_path):
+    path = tmp_path / "longer-idx1.gz"
+    path.write_bytes(gzip.compress(struct.pack(">BBBBI", 0, 0, 8, 1, 2) + bytes(20 * _MB)))
+    message = (
+        r"longer-idx1.gz: IDX file with trailing bytes: .*shape \(2,\) \(10 bytes with the "
+        r"header\) but there are more than 10 bytes"
+    )
+    return lambda: idx.read(path, max_bytes=_MB), message
+
+
+def _idx_declaring_2_40(tmp_path):
+    path = _write(tmp_path / "huge-idx2", struct.pack(">BBBBII", 0, 0, 8, 2, 2**20, 2**20))
+    message = r"huge-idx2: truncated IDX file: .*shape \(1048576, 1048576\) .* there are 12 bytes"
+    return lambda: idx.read(path), message
+
+
+def _csv_linked_to_dev_zero(tmp_path):
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    message = r"zero.csv \(a link to /dev/zero\): a character device, not a regular file"
+    return lambda: data.load(tmp_path / "zero.csv"), message
+
+
+def _csv_that_is_a_fifo(tmp_path):
+    os.mkfifo(tmp_path / "fifo.csv")
+    message = r"fifo.csv: a FIFO \(named pipe\), not a regular file"
+    return lambda: data.load(tmp_path / "fifo.csv"), message
+
+
+def _csv_over_the_limit(tmp_path):
+    (tmp_path / "large.csv").write_text("1,0\n" * 1000)
+    message = r"large.csv: the file has 3\.9 KiB \(4000 bytes\), more than the data limit of 1000 B"
+    return lambda: data.load(tmp_path / "large.csv", max_bytes=1000), message
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _rows_2_40,
+        _zip_bomb,
+        _gzip_bomb,
+        _gzip_longer_than_declared,
+        _idx_declaring_2_40,
+        _csv_linked_to_dev_zero,
+        _csv_that_is_a_fifo,
+        _csv_over_the_limit,
+    ],
+)
+def test_files_that_lie_about_their_size_are_refused_before_reading(tmp_path, make):
+    refuse, message = make(tmp_path)
+    with _within(10), pytest.raises(funcbp.DataError, match=message):
+        refuse()
+
+
+@pytest.mark.parametrize(
+    ("n_samples", "sizes", "max_bytes", "message"),
+    [
+        (
+            10**10,
+            (64, 10),
+            None,
+            r"10000000000 samples of sizes \(64, 10\) \(x \[10000000000, 64\]",
+        ),
+        (100, (10**6, 10**6), None, r"100 samples of sizes \(1000000, 1000000\)"),
+        (
+            1000,
+            (10, 10),
+            10_000,
+            r"1000 samples .* need 117\.6 KiB \(120400 bytes\), more than the .* of 9\.8 KiB",
+        ),
+    ],
+    ids=["10**10 samples", "10**12 weights", "over max_bytes"],
+)
+def test_teacher_refuses_what_would_not_fit_before_allocating(n_samples, sizes, max_bytes, message):
+    with (
+        _within(10),
+        pytest.raises(funcbp.DataError, match=r"teacher: " + message + r".*max_bytes=N"),
+    ):
+        data.teacher(n_samples, sizes, seed=0, max_bytes=max_bytes)
+
+
+# --- labels: one class, whole-number floats, fractions --------------------------------------
+
+
+def test_labels_of_one_class_warn_naming_the_set(tmp_path):
+    (tmp_path / "one.csv").write_text("1,0\n2,0\n3,0\n")
+    with pytest.warns(
+        data.DataWarning, match=r"dataset 'one.csv': every label is 0 \(one class of 2\)"
+    ):
+        data.load(tmp_path / "one.csv")
+    rows = data.Dataset(np.arange(10.0)[:, None], np.arange(10) == 9, 2, "rare")
+    data.split(rows, validation=0.1, test=0.1, seed=0)  # the 1 is in training: no warning
+    with pytest.warns(data.DataWarning, match=r"dataset 'rare\[train\]' \(the other classes went"):
+        data.split(rows, validation=0.1, test=0.1, seed=3)
+
+
+def test_whole_number_float_labels_are_classes_and_a_fraction_is_named(tmp_path):
+    np.savez(tmp_path / "floats.npz", x=np.zeros((4, 1)), y=np.array([0.0, 1.0, 2.0, 1.0]))
+    ds = data.load(tmp_path / "floats.npz")
+    assert ds.n_classes == 3 and ds.y.dtype == np.int32 and ds.y.tolist() == [0, 1, 2, 1]
+    (tmp_path / "frac.csv").write_text("0,0\n1,1\n2,1.5\n3,2\n")
+    with pytest.raises(funcbp.DataError, match=r"'frac.csv': label 1.5 at row 2 is not a whole"):
+        data.load(tmp_path / "frac.csv", n_classes=3)
+    values = data.load(tmp_path / "frac.csv")  # not every target a class: regression values
+    assert values.n_classes is None
+    with pytest.raises(
+        funcbp.DataError,
+        match=r"dataset 'frac.csv': target 1.5 at row 2 is not a whole number, so y was read as "
+        r"regression values; softmax_cross_entropy needs class labels",
+    ):
+        data.check_fits(values, _net((1, 3), "softmax_cross_entropy"))

@@ -92,12 +92,40 @@ def test_weight_penalty_skips_biases():
         ("softmax_cross_entropy", jnp.zeros(3, jnp.int32), r"3 labels for a batch of 4"),
         ("softmax_cross_entropy", jnp.zeros(4), r"1-D targets must be integer class labels"),
         ("sigmoid_binary_cross_entropy", jnp.full((4, 1), 2.0), r"must lie in \[0, 1\]"),
+        (
+            "softmax_cross_entropy",
+            jnp.array([[1.0, 0, 0], [5, -3, 0], [0, 1, 0], [0, 0, 1]]),
+            r"target row 1 has a negative entry \(-3\); rows \[batch, n_out\] must be "
+            r"probabilities, >= 0 and summing to 1 \(within 3.6e-15\)",
+        ),
+        (
+            "softmax_cross_entropy",
+            jnp.array([[1.0, 0, 0], [0, 1, 0], [0.5, 0.25, 0], [0, 0, 1]]),
+            r"target row 2 sums to 0.75; rows",
+        ),
+        (
+            "softmax_cross_entropy",
+            jnp.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]]),
+            r"target row 3 sums to 2; .*\(within 0\)",  # integer rows: one-hot exactly
+        ),
     ],
 )
 def test_targets_that_do_not_fit_are_named(name, y, message):
     n_out = 1 if name != "softmax_cross_entropy" else 3
     with pytest.raises(ValueError, match=message):
         losses.get(name).check_targets(y, (4, n_out))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_probability_rows_within_rounding_are_accepted(dtype, getkey):
+    check = losses.get("softmax_cross_entropy").check_targets
+    for n_out in (2, 10, 1000):  # softmax rows: off 1 by a few epsilons of their dtype
+        check(jax.nn.softmax(5 * jax.random.normal(getkey(), (64, n_out), dtype)), (64, n_out))
+    rows = np.array([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4]], np.float32)  # float64 sums: not 1
+    assert np.abs(rows.astype(np.float64).sum(axis=1) - 1).max() > 0
+    check(rows, (2, 3))  # float32 rows: within float32 rounding
+    check(jax.nn.one_hot(jnp.array([0, 2]), 3, dtype=jnp.int32), (2, 3))
+    jax.jit(lambda y: check(y, (2, 3)))(jnp.array([[5.0, -3, 0], [1, 0, 0]]))  # traced: unchecked
 
 
 def test_softmax_needs_two_outputs():

@@ -12,18 +12,20 @@ against a network::
     check_fits(parts.train, MLP((4, 16, 3), cost="softmax_cross_entropy"))
 
 The pieces: ``_dataset`` (the type and its checks), ``_load`` and ``_files`` (by
-name or path; ``idx`` reads one IDX file), ``_builtins`` (the shipped sets and
+name or path; ``idx`` reads one IDX file), ``_limits`` (the size limit ``max_bytes``,
+checked before reading or allocating), ``_builtins`` (the shipped sets and
 ``teacher``), ``_splits`` (``split``, ``standardize``).
 """
 
 from funcbp.data import idx
 from funcbp.data._builtins import BUILTINS, teacher
-from funcbp.data._dataset import Dataset, check_fits
+from funcbp.data._dataset import Dataset, DataWarning, check_fits
 from funcbp.data._load import load
 from funcbp.data._splits import Splits, Standardizer, split, standardize
 
 __all__ = [
     "BUILTINS",
+    "DataWarning",
     "Dataset",
     "Splits",
     "Standardizer",

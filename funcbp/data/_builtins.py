@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from funcbp.data._dataset import Dataset, is_count
+from funcbp.data import _limits
+from funcbp.data._dataset import Dataset, is_count, warn_if_one_class
 from funcbp.errors import DataError
 
 BUILTINS: tuple[str, ...] = ("xor", "iris", "digits", "regression")
@@ -34,7 +35,12 @@ def builtin(name: str) -> Dataset:
 
 
 def teacher(
-    n_samples: int, sizes: Sequence[int], *, seed: int, classification: bool = True
+    n_samples: int,
+    sizes: Sequence[int],
+    *,
+    seed: int,
+    classification: bool = True,
+    max_bytes: int | None = None,
 ) -> Dataset:
     """A synthetic task of any size: a random tanh MLP labels gaussian inputs.
 
@@ -51,6 +57,9 @@ def teacher(
       seed: a non-negative integer; equal arguments give equal datasets.
       classification: labels ``argmax(out)`` ``[n]`` with ``n_out`` classes, or else
         the outputs themselves as regression targets ``[n, n_out]``.
+      max_bytes: the most memory it may take, as ``load``'s (default: half the memory
+        available now); the estimate, float32 inputs ``[n, n_in]``, two layers'
+        activations ``[n, widest]`` and the weights, is checked before allocating.
 
     Returns:
       A ``Dataset`` with ``x`` ``[n, n_in]`` float32.
@@ -71,6 +80,16 @@ def teacher(
         raise DataError(f"teacher: seed must be a non-negative integer, got {seed!r}")
     if classification and sizes[-1] < 2:
         raise DataError(f"teacher: classification needs sizes[-1] >= 2 classes, got {sizes[-1]}")
+    widest = max(sizes[1:])
+    n_bytes = 4 * (
+        n_samples * (sizes[0] + 2 * widest) + sum(map(math.prod, itertools.pairwise(sizes)))
+    )
+    _limits.check_size(
+        f"teacher: {n_samples} samples of sizes {tuple(sizes)} (x [{n_samples}, {sizes[0]}] "
+        f"and activations [{n_samples}, {widest}] float32) need",
+        n_bytes,
+        _limits.resolve(max_bytes),
+    )
     rng_teacher, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     x = rng_x.standard_normal((n_samples, sizes[0]), dtype=np.float32)
     a = x
@@ -81,6 +100,8 @@ def teacher(
         z = a @ w + b[None, :]
         a = np.tanh(z) if layer < len(sizes) - 2 else z
     name = f"teacher{tuple(int(n) for n in sizes)}"
-    if classification:
-        return Dataset(x, np.argmax(a, axis=1), sizes[-1], name)
-    return Dataset(x, a, None, name)
+    if not classification:
+        return Dataset(x, a, None, name)
+    dataset = Dataset(x, np.argmax(a, axis=1), sizes[-1], name)
+    warn_if_one_class(dataset)
+    return dataset

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +18,10 @@ from funcbp.errors import DataError
 
 if TYPE_CHECKING:
     from funcbp.mlp import MLP
+
+
+class DataWarning(UserWarning):
+    """Data that can be trained on but are likely not what was meant (one class only)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -126,8 +131,8 @@ def _labels(where: str, y: np.ndarray, n_classes: int) -> np.ndarray:
             f"{where}: class labels y have shape {y.shape}, expected [n]; "
             "pass n_classes=None for regression targets [n, n_out]"
         )
-    if y.dtype.kind == "f" and not (whole := y == np.round(y)).all():
-        row = int(np.argmin(whole))
+    row = _first_fraction(y)
+    if row is not None:
         raise DataError(
             f"{where}: label {y[row]:g} at row {row} is not a whole number; class labels "
             f"are integers in [0, {n_classes - 1}]"
@@ -140,6 +145,40 @@ def _labels(where: str, y: np.ndarray, n_classes: int) -> np.ndarray:
             f"(labels must lie in [0, {n_classes - 1}])"
         )
     return y.astype(np.int32)
+
+
+def _first_fraction(y: np.ndarray) -> int | None:
+    """The first row of (finite) ``y`` whose value is not a whole number, or ``None``."""
+    if y.dtype.kind != "f":
+        return None
+    whole = y == np.round(y)
+    return None if whole.all() else int(np.argmin(whole))
+
+
+def looks_like_labels(y: np.ndarray) -> bool:
+    """A reader's default for ``classification``: ``y`` ``[n]`` of integers, or of floats
+    that are all whole numbers >= 0 (``1.0``, ``2.0``: a text file's or a float array's
+    labels)."""
+    if y.ndim != 1 or y.dtype.kind not in "biuf":
+        return False
+    if y.dtype.kind != "f":
+        return True
+    return bool(np.isfinite(y).all() and (y >= 0).all() and _first_fraction(y) is None)
+
+
+def warn_if_one_class(dataset: Dataset, what: str = "") -> None:
+    """A ``DataWarning`` if every label of ``dataset`` is one class: a network trained on
+    it learns to answer that class whatever the input."""
+    y = dataset.y
+    if dataset.n_classes is None or not len(y) or (y != y[0]).any():
+        return
+    warnings.warn(
+        f"dataset {dataset.name!r}{what}: every label is {int(y[0])} (one class of "
+        f"{dataset.n_classes}); a network trained on it only learns to answer {int(y[0])}. "
+        "Check the target column, or that the file holds every class",
+        DataWarning,
+        stacklevel=3,
+    )
 
 
 def _count_classes(y: np.ndarray) -> int:
@@ -196,10 +235,32 @@ def check_fits(data: Dataset | tuple[np.ndarray, np.ndarray], net: MLP) -> None:
             f"{net.sizes[-1]} outputs (sizes {net.sizes}); softmax_cross_entropy needs one "
             "output per class"
         )
+    if (
+        net.cost == "softmax_cross_entropy"
+        and n_classes is None
+        and y.ndim == 2
+        and y.shape[1] == 1
+    ):
+        raise DataError(
+            f"{where}: {_not_labels(y[:, 0])}; softmax_cross_entropy needs class labels, "
+            "whole numbers >= 0 (or use cost mse for regression values)"
+        )
     try:
         losses.get(net.cost).check_targets(y, (x.shape[0], net.sizes[-1]))
     except ValueError as err:
         raise DataError(f"{where}: {err}") from None
+
+
+def _not_labels(y: np.ndarray) -> str:
+    # Why one column of targets was taken for regression values: the real cause of a
+    # classification network's mismatch, rather than its output count.
+    row = _first_fraction(y)
+    if row is None and (y < 0).any():
+        row = int(np.argmax(y < 0))
+    if row is not None:
+        why = "negative" if y[row] < 0 and y[row] == np.round(y[row]) else "not a whole number"
+        return f"target {y[row]:g} at row {row} is {why}, so y was read as regression values"
+    return "y holds regression values [n, 1] (classification=False), not class labels"
 
 
 def is_count(value) -> bool:

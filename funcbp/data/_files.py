@@ -1,48 +1,111 @@
 """The file readers ``load`` dispatches to: ``.npz``, ``.csv`` and folders of IDX files.
 
 Each takes its options as keywords (``load`` lists them from the signature) and
-raises ``DataError`` naming the file, and the line or array, that is wrong.
+``load``'s ``max_bytes``, and raises ``DataError`` naming the file, and the line or
+array, that is wrong. Sizes are checked before reading (``_limits``).
 """
 
 from __future__ import annotations
 
+import array
 import csv
+import io
 import itertools
 import math
 import numbers
 import pathlib
 import zipfile
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
-from funcbp.data import idx
-from funcbp.data._dataset import Dataset, from_arrays
+from funcbp.data import _limits, idx
+from funcbp.data._dataset import Dataset, from_arrays, looks_like_labels
 from funcbp.errors import DataError
+
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def read_npz(
-    path: pathlib.Path, *, classification: bool | None = None, n_classes: int | None = None
+    path: pathlib.Path,
+    *,
+    classification: bool | None = None,
+    n_classes: int | None = None,
+    max_bytes: int,
 ) -> Dataset:
-    try:
-        arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err})") from None
-    if not isinstance(arrays, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: holds one .npy array, expected an .npz with arrays 'x' and 'y'")
-    with arrays:
-        if not {"x", "y"} <= set(arrays.files):
-            found = ", ".join(repr(key) for key in sorted(arrays.files)) or "none"
-            raise DataError(f"{path}: needs arrays named 'x' and 'y', found keys {found}")
-        try:  # each array is read (and its checksum checked) only now
-            x, y = arrays["x"], arrays["y"]
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-            raise DataError(f"{path}: arrays 'x' and 'y' are not readable ({err})") from None
+    with _limits.open_regular(path, max_bytes) as f:
+        if f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
+            raise DataError(
+                f"{path}: holds one .npy array, expected an .npz with arrays 'x' and 'y'"
+            )
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                x, y = _npz_arrays(path, archive, max_bytes)
+        except DataError:
+            raise
+        except _UNREADABLE as err:
+            raise DataError(f"{path}: not a readable .npz file ({err})") from None
     if x.ndim > 2:
         x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if classification is None:
-        classification = n_classes is not None or (y.ndim == 1 and y.dtype.kind in "biu")
+        classification = n_classes is not None or looks_like_labels(y)
     return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes)
+
+
+def _npz_arrays(
+    path: pathlib.Path, archive: zipfile.ZipFile, max_bytes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    # Members "x.npy" and "y.npy" (or "x" and "y"), as np.load names them.
+    members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+    if not {"x", "y"} <= set(members):
+        found = ", ".join(repr(key) for key in sorted(members)) or "none"
+        raise DataError(f"{path}: needs arrays named 'x' and 'y', found keys {found}")
+    infos = [archive.getinfo(members[key]) for key in "xy"]
+    headers = [_npy_header(path, archive, info) for info in infos]
+    declared = " and ".join(f"{k!r} {d} {list(s)}" for k, (s, d) in zip("xy", headers, strict=True))
+    n_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers)
+    _limits.check_size(f"{path}: arrays {declared} need", n_bytes, max_bytes)
+    arrays = []
+    for info in infos:
+        try:  # read (and its checksum checked) only now; the size is known to be the member's
+            with archive.open(info) as member:
+                arrays.append(np.lib.format.read_array(member, allow_pickle=False))
+        except _UNREADABLE as err:
+            raise DataError(f"{path}: arrays 'x' and 'y' are not readable ({err})") from None
+    return arrays[0], arrays[1]
+
+
+def _npy_header(
+    path: pathlib.Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo
+) -> tuple[tuple[int, ...], np.dtype]:
+    """The member's .npy header ``(shape, dtype)``, once its declared size is
+    found to be what the zip directory says the member holds."""
+    fmt = np.lib.format
+    with archive.open(info) as member:
+        try:
+            version = fmt.read_magic(member)
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f".npy format version {version}, expected 1.0 or 2.0")
+            shape, _, dtype = read_header[version](member)  # _: fortran_order
+        except _UNREADABLE as err:  # a checksum is checked as soon as a member is all read
+            raise DataError(f"{path}: arrays 'x' and 'y' are not readable ({err})") from None
+        data_bytes = info.file_size - member.tell()
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: arrays 'x' and 'y' are not readable ({info.filename} holds Python "
+            f"objects, dtype {dtype}); save arrays of numbers"
+        )
+    n_bytes = math.prod(shape) * dtype.itemsize
+    if n_bytes != data_bytes:
+        raise DataError(
+            f"{path}: {info.filename} declares {dtype} values of shape {shape} "
+            f"({n_bytes} bytes) but holds {data_bytes} bytes after its header; the file "
+            "is damaged or was not written by numpy"
+        )
+    return shape, dtype
 
 
 def _is_number(cell: str) -> bool:
@@ -60,47 +123,59 @@ def read_csv(
     header: bool | None = None,
     classification: bool | None = None,
     n_classes: int | None = None,
+    max_bytes: int,
 ) -> Dataset:
-    lines = []
     # utf-8-sig drops the byte-order mark spreadsheets write, which would make the first
     # cell non-numeric and the first data row a "header".
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        try:
-            for cells in reader:
-                if any(cell.strip() for cell in cells):
-                    lines.append((reader.line_num, [cell.strip() for cell in cells]))
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 text ({err})") from None
-        except csv.Error as err:
-            raise DataError(f"{path}: line {reader.line_num}: {err}") from None
-    if not lines:
-        raise DataError(f"{path}: no rows (the data are empty)")
-    if header is None:
-        header = not all(_is_number(cell) for cell in lines[0][1])
-    names, width = (lines[0][1] if header else None), len(lines[0][1])
-    if width < 2:
-        raise DataError(f"{path}: needs at least 2 columns (features and a target), found 1")
-    target = _target_index(path, target_column, names, width)
-    rows = []
-    for line, cells in lines[1:] if header else lines:
-        if len(cells) != width:
-            raise DataError(f"{path}: line {line} has {len(cells)} cells, expected {width}")
-        try:
-            rows.append([float(cell) for cell in cells])
-        except ValueError:
-            column, cell = next((j, c) for j, c in enumerate(cells) if not _is_number(c))
-            raise DataError(
-                f"{path}: line {line}, column {column + 1}: {cell!r} is not a number"
-            ) from None
-    if not rows:
+    with (
+        _limits.open_regular(path, max_bytes) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as f,
+    ):
+        lines = _lines(path, csv.reader(f))
+        first = next(lines, None)
+        if first is None:
+            raise DataError(f"{path}: no rows (the data are empty)")
+        if header is None:
+            header = not all(_is_number(cell) for cell in first[1])
+        names, width = (first[1] if header else None), len(first[1])
+        if width < 2:
+            raise DataError(f"{path}: needs at least 2 columns (features and a target), found 1")
+        target = _target_index(path, target_column, names, width)
+        # Packed float64s, 8 bytes a cell, checked against the limit as they grow: a list of
+        # Python floats would take 32.
+        values = array.array("d")
+        for line, cells in lines if header else itertools.chain([first], lines):
+            if len(cells) != width:
+                raise DataError(f"{path}: line {line} has {len(cells)} cells, expected {width}")
+            try:
+                values.extend([float(cell) for cell in cells])
+            except ValueError:
+                column, cell = next((j, c) for j, c in enumerate(cells) if not _is_number(c))
+                raise DataError(
+                    f"{path}: line {line}, column {column + 1}: {cell!r} is not a number"
+                ) from None
+            _limits.check_size(
+                f"{path}: its values, read as float64, need", 8 * len(values), max_bytes
+            )
+    if not values:
         raise DataError(f"{path}: no data rows after the header (the data are empty)")
-    values = np.array(rows)
-    x, y = np.delete(values, target, axis=1), values[:, target]
+    table = np.frombuffer(values, np.float64).reshape(-1, width)
+    x, y = np.delete(table, target, axis=1), table[:, target].copy()
     if classification is None:
-        whole = np.isfinite(y).all() and (y >= 0).all() and (y == np.round(y)).all()
-        classification = n_classes is not None or bool(whole)
+        classification = n_classes is not None or looks_like_labels(y)
     return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes)
+
+
+def _lines(path: pathlib.Path, reader) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, stripped cells)`` of each line that is not blank."""
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                yield reader.line_num, [cell.strip() for cell in cells]
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err})") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num}: {err}") from None
 
 
 def _target_index(
@@ -122,13 +197,17 @@ def _target_index(
 
 
 def read_idx_folder(
-    folder: pathlib.Path, *, subset: str = "train", n_classes: int | None = None
+    folder: pathlib.Path,
+    *,
+    subset: str = "train",
+    n_classes: int | None = None,
+    max_bytes: int,
 ) -> Dataset:
     prefixes = {"train": "train", "test": "t10k"}
     if subset not in prefixes:
         raise DataError(f"{folder}: subset must be 'train' or 'test', got {subset!r}")
-    images = idx.read(_idx_file(folder, prefixes[subset], "images", 3))
-    labels = idx.read(_idx_file(folder, prefixes[subset], "labels", 1))
+    images = idx.read(_idx_file(folder, prefixes[subset], "images", 3), max_bytes=max_bytes)
+    labels = idx.read(_idx_file(folder, prefixes[subset], "labels", 1), max_bytes=max_bytes)
     x = images.reshape(images.shape[0], math.prod(images.shape[1:]))
     name = f"{folder.resolve().name}/{subset}"
     return from_arrays(name, x, labels, labels=True, n_classes=n_classes)

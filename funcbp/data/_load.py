@@ -7,13 +7,13 @@ import os
 import pathlib
 from collections.abc import Callable
 
-from funcbp.data import _files
+from funcbp.data import _files, _limits
 from funcbp.data._builtins import BUILTINS, builtin
-from funcbp.data._dataset import Dataset
+from funcbp.data._dataset import Dataset, warn_if_one_class
 from funcbp.errors import DataError
 
 
-def load(source: str | os.PathLike, **options) -> Dataset:
+def load(source: str | os.PathLike, *, max_bytes: int | None = None, **options) -> Dataset:
     """Loads a built-in dataset by name, or a user's file or folder by path.
 
     Built-ins (no options): ``"xor"`` (4 x 2, 2 classes), ``"iris"`` (150 x 4, 3
@@ -24,7 +24,8 @@ def load(source: str | os.PathLike, **options) -> Dataset:
     Paths (a ``str`` that is not a built-in name, or any ``os.PathLike``):
 
     * ``*.npz`` with arrays ``x`` ``[n, ...]`` (flattened to ``[n, n_features]``) and
-      ``y``. Options: ``classification`` (default: ``y`` is 1-D integer),
+      ``y``. Options: ``classification`` (default: ``y`` is 1-D integer, or float
+      and every value a whole number >= 0),
       ``n_classes`` (default: largest label + 1).
     * ``*.csv``, numeric, one sample a line. Options: ``target_column`` (index or
       header name, default ``-1``; the other columns are ``x``), ``header`` (default:
@@ -39,11 +40,20 @@ def load(source: str | os.PathLike, **options) -> Dataset:
 
     Regression targets from files are ``[n, 1]`` float32 (or ``[n, n_out]`` as stored).
 
+    ``max_bytes`` bounds what a file may make the reader allocate: the file's size and
+    the sizes its headers declare (``.npz`` arrays, IDX values, a CSV's values as
+    float64) are checked against it before reading, and compressed streams are read
+    no further than declared. Default: half the memory the host has available now
+    (``MemAvailable``; 4 GiB where it does not say). A path that is not a regular
+    file (a FIFO, a link to ``/dev/zero``) is refused. Labels that are all one class
+    warn (``DataWarning``).
+
     Raises:
       DataError: an unknown name (the message lists the built-ins), a missing or
-        unreadable file, an option the source does not take, or invalid data (see
-        ``Dataset``).
+        unreadable file, an option the source does not take, a file or declared
+        array over ``max_bytes``, or invalid data (see ``Dataset``).
     """
+    limit = _limits.resolve(max_bytes)
     if isinstance(source, str) and source in BUILTINS:
         where, loader, arg = f"built-in dataset {source!r}", builtin, source
     elif not isinstance(source, str | os.PathLike):
@@ -64,17 +74,21 @@ def load(source: str | os.PathLike, **options) -> Dataset:
             raise DataError(f"{path}: no such file")
         where, arg = str(path), path
     _check_options(where, loader, options)
+    if loader is not builtin:  # the shipped sets are small
+        options["max_bytes"] = limit
     try:
-        return loader(arg, **options)
+        dataset = loader(arg, **options)
     except OSError as err:  # there, but not readable: permissions, a directory, a device error
         raise DataError(f"{where}: cannot read it ({err})") from None
+    warn_if_one_class(dataset)
+    return dataset
 
 
 def _check_options(where: str, loader: Callable, options: dict) -> None:
     valid = [
         name
         for name, param in inspect.signature(loader).parameters.items()
-        if param.kind is inspect.Parameter.KEYWORD_ONLY
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and name != "max_bytes"  # load's own
     ]
     unknown = sorted(set(options) - set(valid))
     if unknown:

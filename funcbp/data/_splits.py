@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from funcbp.data._dataset import Dataset, is_count
+from funcbp.data._dataset import Dataset, is_count, warn_if_one_class
 from funcbp.errors import DataError
 
 
@@ -34,7 +34,8 @@ def split(dataset: Dataset, *, validation: float = 0.1, test: float = 0.2, seed:
       seed: seeds ``numpy.random.default_rng``; equal seeds give equal splits.
 
     Returns:
-      ``Splits(train, validation, test)``, named ``"<name>[train]"`` and so on.
+      ``Splits(train, validation, test)``, named ``"<name>[train]"`` and so on. A
+      training part of one class (from a set of more) warns (``DataWarning``).
     """
     for what, fraction in (("validation", validation), ("test", test)):
         if not isinstance(fraction, numbers.Real) or not 0 <= fraction < 1:
@@ -49,11 +50,15 @@ def split(dataset: Dataset, *, validation: float = 0.1, test: float = 0.2, seed:
             f"validation samples (test={test}, validation={validation})"
         )
     order = np.random.default_rng(seed).permutation(n)
-    return Splits(
+    parts = Splits(
         train=_take(dataset, order[n_test + n_val :], "train"),
         validation=_take(dataset, order[n_test : n_test + n_val], "validation"),
         test=_take(dataset, order[:n_test], "test"),
     )
+    if dataset.n_classes is not None and (dataset.y != dataset.y[0]).any():
+        # One class in the whole set was warned of by load; here, one the split made.
+        warn_if_one_class(parts.train, " (the other classes went to validation and test)")
+    return parts
 
 
 def _take(dataset: Dataset, rows: np.ndarray, part: str) -> Dataset | None:
