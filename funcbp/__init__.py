@@ -27,6 +27,7 @@ from funcbp._jax.xla_cpu_flags import use_fast_cpu_compile
 from funcbp.activations import Activation
 from funcbp.backprop import BackpropResult, ForwardCache
 from funcbp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from funcbp.data import DataWarning
 from funcbp.errors import CheckpointError, ConfigError, DataError
 from funcbp.gradcheck import (
     CheckOptions,
@@ -62,6 +63,7 @@ __all__ = [
     "ConfigError",
     "Cost",
     "DataError",
+    "DataWarning",
     "FitOptions",
     "ForwardCache",
     "GradientReport",

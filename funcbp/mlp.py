@@ -23,6 +23,7 @@ from funcbp import activations as _activations
 from funcbp import backprop as _backprop
 from funcbp import initializers as _initializers
 from funcbp import losses as _losses
+from funcbp._jax.memory import refuse_unless_fits
 
 Array = jax.Array
 Params = list[dict[str, Array]]
@@ -151,6 +152,8 @@ class MLP:
             dtype = jnp.dtype(dtype)
         except TypeError:
             raise ValueError(f"init: dtype must be a floating type, got {dtype!r}") from None
+        refuse_unless_fits(f"init: the network {self.sizes}",
+                           {"parameters": self.num_params * dtype.itemsize})  # fmt: skip
         return _init(self.init_rules, key, dtype)
 
     # --- pure functions of (params, x, y) -----------------------------------------
@@ -178,6 +181,7 @@ class MLP:
 
     def autodiff(self, params: Params, x: ArrayLike, y: ArrayLike) -> tuple[Array, Params]:
         """``(loss, grads)`` by ``jax.value_and_grad(self.loss)``: the reference engine."""
+        self.check_call(params, x, y)  # before jax.grad, which refuses integers less clearly
         return jax.value_and_grad(self.loss)(params, x, y)
 
     def apply_custom_vjp(self, params: Params, x: ArrayLike) -> Array:
@@ -206,6 +210,14 @@ class MLP:
                     f"params[{i}] has shapes {shapes}, expected "
                     f"{{'w': {(n_in, n_out)}, 'b': {(n_out,)}}} for sizes {self.sizes}"
                 )
+            for name, value in layer.items():
+                dtype = value.dtype if hasattr(value, "dtype") else np.asarray(value).dtype
+                if not jnp.issubdtype(dtype, jnp.floating):  # integers get zero gradients
+                    raise ValueError(
+                        f"params[{i}][{name!r}] has dtype {dtype}; parameters must be floating "
+                        "point (float32, float64, bfloat16), else their gradients are zero and "
+                        "they never learn: make them with net.init(key) or .astype(jnp.float32)"
+                    )
         x, y = (a if a is None or hasattr(a, "dtype") else np.asarray(a) for a in (x, y))
         x_shape = jnp.shape(x)
         if len(x_shape) != 2 or x_shape[1] != self.sizes[0]:

@@ -30,11 +30,31 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 AXIS = "data"
 
 
+def check_devices(devices: Any) -> tuple[jax.Device, ...]:
+    """``devices`` as a tuple, refused (``ValueError``, naming the first bad one) unless
+    distinct ``jax.Device`` objects, at least one, all of one platform."""
+    listed = (
+        tuple(devices) if isinstance(devices, Sequence) and not isinstance(devices, str) else None
+    )
+    if listed is None or not all(isinstance(d, jax.Device) for d in listed):
+        bad = (
+            devices if listed is None else next(d for d in listed if not isinstance(d, jax.Device))
+        )
+        raise ValueError(
+            f"devices must be jax.Device objects, such as jax.devices()[:2], or None for all; "
+            f"{bad!r} is not one (got {devices!r})"
+        )
+    if not listed or len(set(listed)) < len(listed):
+        raise ValueError(f"devices must be distinct devices, at least one, got {list(listed)}")
+    platforms = sorted({d.platform for d in listed})
+    if len(platforms) > 1:
+        raise ValueError(f"devices must all be of one platform, got {', '.join(platforms)}")
+    return listed
+
+
 def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     """A one-axis ``data`` mesh over ``devices`` (default: all), or ``None`` for one device."""
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices or len(set(devices)) < len(devices):
-        raise ValueError(f"devices must be distinct devices, at least one, got {devices}")
+    devices = list(check_devices(jax.devices() if devices is None else devices))
     if len(devices) == 1:
         return None
     # Auto axes: shardings are constraints for XLA's partitioner, not part of the types.

@@ -259,7 +259,8 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="mode must be"):
         funcbp.check_gradients(NET, PARAMS, X, Y, mode="fast")
     integers = jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)
-    with pytest.raises(ValueError, match=r"params\[0\]\['b'\] has dtype int32; only floating"):
+    message = r"params\[0\]\['b'\] has dtype int32; parameters must be floating"
+    with pytest.raises(ValueError, match=message):
         funcbp.check_gradients(NET, integers, X, Y)
 
 

@@ -8,8 +8,13 @@ allocation, or swapping, halfway through.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 
 import jax
+
+from funcbp.errors import ConfigError
+
+USABLE = 0.8  # of the available memory, the most a run may plan to use; the rest is XLA's
 
 
 def host_available_bytes() -> int | None:
@@ -43,3 +48,35 @@ def readable(n: float) -> str:
     while abs(n) >= 1024 and power < len(units) - 1:
         n, power = n / 1024, power + 1
     return f"{n:.0f} B" if power == 0 else f"{n:.1f} {units[power]}"
+
+
+def refuse_unless_fits(
+    what: str, needs: Mapping[str, int], devices: Sequence[jax.Device] | None = None,
+    held: int = 0, advice: str = "use narrower or fewer layers",
+) -> None:  # fmt: skip
+    """Raises ``ConfigError`` when ``needs`` (bytes per device, by part) exceed ``USABLE``
+    of the memory available on ``devices`` (this process's; default: its first device).
+
+    ``held``: bytes that the inputs already hold there and the run reuses (a given state).
+    """
+    # This process's own: another process's devices do not report (nor hold) its memory.
+    mine = [d for d in devices or () if d.process_index == jax.process_index()]
+    devices = mine or jax.local_devices()[:1]
+    per_device = sum(needs.values())
+    free = [device_available_bytes(d) for d in devices]
+    if all(f is not None for f in free):
+        available, where, need = min(free), f"on {devices[free.index(min(free))]}", per_device
+    else:  # CPU devices: all of them in the host's memory
+        available, where, need = host_available_bytes(), "on the host", per_device * len(devices)
+    if available is None or need <= USABLE * (available + held):
+        return
+    parts = ", ".join(f"{name} {readable(n)}" for name, n in needs.items() if n)
+    each = (
+        f" ({readable(per_device)} on each of {len(devices)} devices)" if need != per_device else ""
+    )
+    raise ConfigError(
+        f"{what} needs about {readable(need)}{each} ({parts}), more than the "
+        f"{readable(USABLE * (available + held))} it may use ({USABLE:.0%} of the "
+        f"{readable(available + held)} available {where}); {advice}, or use a machine with "
+        "more memory"
+    )

@@ -22,11 +22,22 @@ from jax.sharding import Mesh
 from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
+from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.options import with_overrides
+from funcbp.errors import DataError
 from funcbp.mlp import MLP
+from funcbp.train import _memory
 from funcbp.train._block import block_program
 from funcbp.train._options import FitOptions
-from funcbp.train._step import Progress, TrainState, check_batch_size, init_progress, init_state
+from funcbp.train._step import (
+    MAX_COUNT,
+    Progress,
+    TrainState,
+    check_batch_size,
+    check_optimizer,
+    init_progress,
+    init_state,
+)
 
 Array = jax.Array
 
@@ -192,14 +203,39 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
             f"eval must be a mapping {{name: dataset}}, such as {{'test': (x, y)}}, got "
             f"{type(eval).__name__}"
         )
-    x, y = _checked_arrays(train, net)
-    eval_arrays = {name: _checked_arrays(dataset, net) for name, dataset in (eval or {}).items()}
+    check_optimizer(optimizer)
+    x, y = _checked_arrays(train, net, "train")
+    eval_arrays = {name: _checked_arrays(dataset, net, f"eval[{name!r}]")
+                   for name, dataset in (eval or {}).items()}  # fmt: skip
     batch_size = options.batch_size
     check_batch_size(batch_size, len(x))
+    steps = options.epochs * (len(x) // batch_size if batch_size else 1)
+    if steps > MAX_COUNT:  # TrainState.step is an int32
+        raise ValueError(
+            f"epochs: {options.epochs} epochs of {steps // options.epochs} steps make {steps} "
+            "steps, more than an int32 step counter holds (2**31 - 1); use fewer epochs or a "
+            "larger batch_size"
+        )
     if options.patience is not None and not eval_arrays:
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
     mesh = _mesh_of(x, options.devices)
     sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
+    if state is not None:
+        check_state(net, optimizer, state)
+    devices = list(mesh.devices.flat) if mesh is not None else options.devices
+    dtype = options.dtype if state is None else jnp.result_type(state.params[0]["w"])
+    needs = _memory.training_bytes(net, optimizer, dtype, data=[(x, y), *eval_arrays.values()],
+                                   batch=batch_size, patience=options.patience,
+                                   devices=len(devices or [None]))  # fmt: skip
+    # A given state's arrays are already in memory, and the run reuses them.
+    held = {id(a): a.nbytes for a in jax.tree.leaves((state, progress)) if isinstance(a, jax.Array)}
+    refuse_unless_fits(
+        "fit_blocks: the run",
+        needs,
+        devices,
+        sum(held.values()),
+        "use narrower or fewer layers, a smaller batch_size or less data",
+    )
     if state is None:
         state = init_state(net, optimizer, jax.random.key(0) if key is None else key, options.dtype)
     if progress is None:
@@ -214,7 +250,39 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
     return _Run(program, mesh, state, progress, limit, (xs, ys, device_eval))
 
 
-def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
+def check_state(net: MLP, optimizer: optax.GradientTransformation, state: TrainState) -> None:
+    """Refuses (``ValueError``) a ``state`` whose parameters do not fit ``net`` or whose
+    optimizer state is not the one ``optimizer`` makes (another optimizer's)."""
+    if not isinstance(state, TrainState):
+        raise ValueError(f"state must be a TrainState (init_state), got {type(state).__name__}")
+    net.check_call(state.params, np.zeros((1, net.sizes[0]), np.float32))
+    dtype = jnp.result_type(state.params[0]["w"])
+    expected = _memory.opt_state_shapes(optimizer, net, dtype)
+    shapes = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(state.opt_state)]
+    wanted = [(a.shape, a.dtype) for a in jax.tree.leaves(expected)]
+    if jax.tree.structure(expected) != jax.tree.structure(state.opt_state) or shapes != wanted:
+        raise ValueError(
+            f"state: its optimizer state ({_state_kind(state.opt_state)}) is not what the "
+            f"optimizer makes ({_state_kind(expected)}); it seems to come from another "
+            "optimizer: pass the optimizer it was trained with, or a fresh init_state(net, "
+            "optimizer, key)"
+        )
+
+
+def _dtype(a) -> np.dtype:
+    return a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype
+
+
+def _state_kind(opt_state) -> str:
+    """The optax state types in ``opt_state``, as ``"ScaleByAdamState, EmptyState"``."""
+    nodes = jax.tree.leaves(
+        opt_state, is_leaf=lambda n: isinstance(n, tuple) and hasattr(n, "_fields")
+    )
+    names = [type(n).__name__ for n in nodes if hasattr(n, "_fields")]
+    return ", ".join(dict.fromkeys(names)) or "no state"
+
+
+def _checked_arrays(dataset, net: MLP, what: str) -> tuple[Any, Any]:
     """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``.
 
     Host data comes back as NumPy arrays. Global arrays split by rows
@@ -226,6 +294,15 @@ def _checked_arrays(dataset, net: MLP) -> tuple[Any, Any]:
         _data.check_fits((sharding.local_rows(x), sharding.local_rows(y)), net)
         return x, y
     if not isinstance(dataset, _data.Dataset):
+        if (
+            isinstance(dataset, str | bytes)
+            or not isinstance(dataset, Sequence | np.ndarray)
+            or len(dataset) != 2
+        ):
+            raise DataError(
+                f"{what} must be a funcbp.data.Dataset or an (x, y) pair of arrays, got "
+                f"{type(dataset).__name__}"
+            )
         dataset = tuple(np.asarray(a) for a in dataset)
     _data.check_fits(dataset, net)
     return (dataset.x, dataset.y) if isinstance(dataset, _data.Dataset) else dataset

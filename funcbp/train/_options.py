@@ -8,7 +8,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from funcbp.train._step import check_batch_size, check_engine, is_count
+from funcbp import sharding
+from funcbp.train._step import check_batch_size, check_count, check_engine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +51,7 @@ class FitOptions:
         for name, value in counts.items():
             if value is None and name != "epochs":
                 continue
-            if not is_count(value):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            self._set(name, int(value))  # a NumPy integer hashes and prints as Python's
+            self._set(name, check_count(name, value))  # a NumPy integer hashes as Python's
         check_batch_size(self.batch_size)
         if self.batch_size is not None:
             self._set("batch_size", int(self.batch_size))
@@ -63,13 +62,7 @@ class FitOptions:
             message = f"dtype must be a dtype such as jnp.float32, got {self.dtype!r}"
             raise ValueError(message) from None
         if self.devices is not None:
-            devices = tuple(self.devices) if not isinstance(self.devices, str) else None
-            if devices is None or not all(isinstance(d, jax.Device) for d in devices):
-                raise ValueError(
-                    f"devices must be jax.Device objects, such as jax.devices()[:2], or None "
-                    f"for all, got {self.devices!r}"
-                )
-            self._set("devices", devices)
+            self._set("devices", sharding.check_devices(self.devices))
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # frozen: normalised once, while being made

@@ -14,7 +14,6 @@ of the same shape and the epoch compiles once.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -28,9 +27,11 @@ from jax.sharding import Mesh
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
 from funcbp._jax.caches import bounded_cache
+from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.shared_program import SharedProgram
 from funcbp.backprop import backprop_with_cache
 from funcbp.mlp import MLP, check_key, initial_params
+from funcbp.train import _memory
 
 Array = jax.Array
 Params = list[dict[str, Array]]
@@ -55,7 +56,11 @@ def init_state(
     ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
     """
     check_key(key)
-    params, opt_state, k_train = _initializer(net.init_rules, optimizer, jnp.dtype(dtype))(key)
+    check_optimizer(optimizer)
+    dtype = jnp.dtype(dtype)
+    needs = _memory.training_bytes(net, optimizer, dtype)
+    refuse_unless_fits(f"init_state: the network {net.sizes}", needs)
+    params, opt_state, k_train = _initializer(net.init_rules, optimizer, dtype)(key)
     return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
 
 
@@ -75,15 +80,37 @@ def _initializer(init_rules, optimizer, dtype) -> SharedProgram:
     return SharedProgram(initialize)
 
 
-def is_count(value: Any, most: float = math.inf) -> bool:
-    """An integer (Python's or NumPy's, not a bool) in ``[1, most]``."""
+# Epochs and steps are counted in int32 on the device (``TrainState.step``, ``Progress.epoch``).
+MAX_COUNT = 2**31 - 1
+
+
+def is_count(value: Any, most: float = MAX_COUNT) -> bool:
+    """An integer (Python's or NumPy's, not a bool) in ``[1, most]`` (default: an int32's range)."""
     integer = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     return integer and 1 <= value <= most
 
 
+def check_count(name: str, value: Any) -> int:
+    """``value`` as a Python int, refused (``ValueError``) unless ``is_count``."""
+    if not is_count(value):
+        raise ValueError(f"{name} must be an integer in [1, 2**31 - 1] (counted in int32), "
+                         f"got {value!r}")  # fmt: skip
+    return int(value)
+
+
+def check_optimizer(optimizer: Any) -> None:
+    """Refuses (``ValueError``) an optimizer that is not an optax ``GradientTransformation``."""
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update",
+                                                                            None))):  # fmt: skip
+        raise ValueError(
+            "optimizer must be an optax GradientTransformation, such as "
+            f"funcbp.optim.make('adam', 1e-3) or optax.adam(1e-3), got {optimizer!r}"
+        )
+
+
 def check_batch_size(batch_size: int | None, n: int | None = None) -> None:
     """Refuses (``ValueError``) a batch size that is not ``None`` or in ``[1, n]``."""
-    if batch_size is not None and not is_count(batch_size, math.inf if n is None else n):
+    if batch_size is not None and not is_count(batch_size, MAX_COUNT if n is None else n):
         most = "[1, the training set size]" if n is None else f"[1, {n}] (the training set size)"
         raise ValueError(
             f"batch_size must be an integer in {most} or None for full batch, got {batch_size!r}"
