@@ -42,25 +42,17 @@ import optax
 
 from funcbp import optim
 from funcbp._jax import atomic
+from funcbp.checkpoint import _format1
 from funcbp.errors import CheckpointError
 from funcbp.mlp import MLP
 from funcbp.train import Progress, TrainState, init_progress, init_state
 
 FORMAT = "funcbp.checkpoint/2"
-_V1 = "funcbp.checkpoint/1"
 _META = "__meta__"
 _STEP_FILE = re.compile(r"step-(\d+)\.npz")
 _NET_FIELDS = ("sizes", "activation", "output_activation", "cost", "l2", "initializer",
                "compute_dtype")  # fmt: skip
 _PROGRESS_SCALARS = ("epoch", "best", "best_epoch", "stopped")
-# funcbp.checkpoint/1's pytree paths in {"state": TrainState, "progress": Progress}.
-_V1_NAMES = (
-    (re.compile(r"\['state'\]\.params\[(\d+)\]\['(\w+)'\]"), r"params/\1/\2"),
-    (re.compile(r"\['progress'\]\.best_params\[(\d+)\]\['(\w+)'\]"), r"progress/best_params/\1/\2"),
-    (re.compile(r"\['state'\]\.(step|key)"), r"\1"),
-    (re.compile(rf"\['progress'\]\.({'|'.join(_PROGRESS_SCALARS)})"), r"progress/\1"),
-)
-_V1_OPT_STATE = "['state'].opt_state"
 
 
 class Checkpoint(NamedTuple):
@@ -157,17 +149,17 @@ def load_checkpoint(
     path = find(path, which)
     meta, stored = _read(path)
     version = meta.get("format") if isinstance(meta, dict) else None
-    if version not in (FORMAT, _V1):
+    if version not in (FORMAT, _format1.FORMAT):
         if isinstance(version, str) and version.startswith("funcbp.checkpoint/"):
             raise CheckpointError(
-                f"{path} is a {version} checkpoint; this funcbp reads {FORMAT} and {_V1} "
-                "(a newer funcbp wrote it: upgrade funcbp)"
+                f"{path} is a {version} checkpoint; this funcbp reads {FORMAT} and "
+                f"{_format1.FORMAT} (a newer funcbp wrote it: upgrade funcbp)"
             )
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     try:  # metadata written by another version, or edited by hand
         net = net_from_spec(meta["net"]) if "net" in meta else None
-        if version == _V1:
-            stored, entries = _upgrade_v1(path, stored, meta["dtypes"])
+        if version == _format1.FORMAT:
+            stored, entries = _format1.upgrade(path, stored, meta["dtypes"])
         else:
             entries = meta["arrays"]
         if like is None:
@@ -216,15 +208,21 @@ def save_rotating(
     if best:
         for suffix in (".json", ".npz"):  # the .npz last: it is what load_checkpoint reads
             atomic.link(path.with_suffix(suffix), directory / f"best{suffix}")
-    for old in sorted(directory.glob("step-*.npz"))[:-keep]:
+    for old in _by_step(directory)[:-keep]:
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
     return path
 
 
-def _latest(directory: Path) -> Path | None:
+def _by_step(directory: Path) -> list[Path]:
+    """The ``step-<step>.npz`` files in ``directory``, by step (past 10**9 steps their
+    names grow a digit, and sort by name no longer)."""
     steps = [p for p in directory.glob("step-*.npz") if _STEP_FILE.fullmatch(p.name)]
-    return max(steps, key=lambda p: int(_STEP_FILE.fullmatch(p.name)[1]), default=None)
+    return sorted(steps, key=lambda p: int(_STEP_FILE.fullmatch(p.name)[1]))
+
+
+def _latest(directory: Path) -> Path | None:
+    return (_by_step(directory) or [None])[-1]
 
 
 def _map_named(
@@ -344,29 +342,6 @@ def _read(path: Path) -> tuple[Any, dict[str, np.ndarray]]:
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: {err})"
         ) from None
-
-
-def _upgrade_v1(path: Path, stored: dict[str, np.ndarray], dtypes: Mapping[str, str]):
-    """A ``funcbp.checkpoint/1`` file's arrays and metadata entries under ``/2``'s names.
-
-    ``/1`` named arrays by pytree path and listed ``dtypes`` in flatten order,
-    which numbers the optimizer state's leaves as ``/2`` does. It recorded no shapes.
-    """
-    if set(dtypes) != set(stored):
-        raise CheckpointError(f"{path}: its arrays and its metadata's dtypes do not agree")
-    arrays, entries = {}, {}
-    for old, dtype in dtypes.items():
-        if old.startswith(_V1_OPT_STATE):
-            new = f"opt_state/{sum(n.startswith('opt_state/') for n in arrays):03d}"
-        else:
-            found = [p.fullmatch(old).expand(r) for p, r in _V1_NAMES if p.fullmatch(old)]
-            if not found:
-                raise CheckpointError(f"{path} holds {old}, which no funcbp state has")
-            new = found[0]
-        arrays[new] = stored[old]
-        key = re.fullmatch(r"key<(.+)>", dtype)
-        entries[new] = {"dtype": "key", "impl": key[1]} if key else {"dtype": dtype}
-    return arrays, entries
 
 
 def _optimizer(spec: Mapping[str, Any]) -> tuple[dict[str, Any], optax.GradientTransformation]:
