@@ -263,8 +263,10 @@ def test_set_overrides_and_rejects_malformed(tmp_path, capsys):
 
 def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # not a run's: never replaced
     code = cli.main(["train", str(ROOT / "configs/xor.toml"), "--out", str(tmp_path / "run")])
-    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert code == 2 and "already exists and holds files a run does not" in capsys.readouterr().err
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize(
@@ -450,8 +452,6 @@ def test_resume_refuses_a_changed_config_a_finished_run_and_a_missing_checkpoint
     assert cli.main(["train", "--resume", str(out), "--set", "train.epochs=7"]) == 2
     assert re.search(r"differs from .*config.toml at train\.epochs \(given 7, saved",
                      capsys.readouterr().err)  # fmt: skip
-    assert cli.main(["train", "--resume", str(out)]) == 2
-    assert "no latest checkpoint in" in capsys.readouterr().err
     (out / "summary.json").write_text("{}")
     assert cli.main(["train", "--resume", str(out)]) == 2
     assert "has finished" in capsys.readouterr().err
@@ -517,7 +517,7 @@ def test_resume_refuses_a_damaged_metrics_file_by_name(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out)]) == 2
     err = capsys.readouterr().err
     assert re.fullmatch(
-        f"funcbp: error: {re.escape(str(metrics))} is damaged before epoch 2 .*\n", err
+        f"funcbp: error: {re.escape(str(metrics))} is damaged at line 1: not JSON .*\n", err
     )
 
 

@@ -4,6 +4,7 @@ A run file has up to five tables; every key is optional but ``data.source`` and
 ``model.hidden``::
 
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
+                 max_bytes = 0 (funcbp.data's default limit on what a file may hold)
     [model]      hidden = [128, 128]   (+ any keyword of funcbp.MLP but sizes, with MLP's
                  defaults: activation = "relu" or one name per hidden layer ["tanh", "relu"],
                  output_activation, cost = "mse", l2, initializer, compute_dtype = "bfloat16"
@@ -15,13 +16,15 @@ A run file has up to five tables; every key is optional but ``data.source`` and
                  diagnostics_every = 0 (off; steps between per-layer statistics)
     [distributed]  coordinator = "" (or process 0's "host:port")   num_processes = 0 (one)
                  detect = false (true: what JAX detects, SLURM, Open MPI, ...)
+                 timeout = 300 (seconds to wait for every process to connect)
 
 The network's input and output widths come from the data; ``MLP`` validates the
 rest of ``[model]``, the optimizer's names come from ``funcbp.optim``, the
 engines from ``funcbp.train.ENGINES`` and the dtypes from
 ``funcbp.mlp.PARAM_DTYPES``. An unknown key, a wrong type or an invalid value
 raises ``ConfigError`` with one line naming the key and what was expected,
-before anything is compiled or written.
+before anything is compiled or written; every integer is checked against its
+range as it is read (``funcbp.cli._bounds``: counts fit int32).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 from funcbp import optim
 from funcbp import train as _train
+from funcbp.cli import _bounds
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP, PARAM_DTYPES
 
@@ -50,6 +54,7 @@ class DataConfig:
     teacher_sizes: tuple[int, ...] = (64, 256, 10)  # for source = "teacher"
     teacher_samples: int = 10_000
     teacher_classification: bool = True
+    max_bytes: int = 0  # funcbp.data.load's limit on a file's data; 0: its default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +104,7 @@ class DistributedConfig:
     coordinator: str = ""  # process 0's "host:port"; "": one process, unless detect
     num_processes: int = 0  # with a coordinator
     detect: bool = False  # start with what JAX detects (SLURM, Open MPI, Kubernetes, Cloud TPU)
+    timeout: int = 300  # seconds to wait for every process to connect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +136,8 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Reads a TOML run file, applies ``section.key=value`` overrides, validates."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark (as some editors write) is not TOML, but harmless.
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -232,13 +239,32 @@ def build_mlp(
     return MLP(sizes, **options)
 
 
+# The integer keys that are not positive int32 counts (``_bounds.COUNT``).
+_INT_RANGES = {
+    "data.seed": _bounds.SEED,
+    "train.seed": _bounds.SEED,
+    "data.teacher_sizes": _bounds.WIDTHS,
+    "model.hidden": _bounds.WIDTHS,
+    "data.max_bytes": _bounds.Range(
+        0, 2**63 - 1, "a number of bytes >= 0 (0: funcbp.data's default)", "at most 2**63 - 1"
+    ),
+    "train.patience": _bounds.OFF_OR_COUNT,
+    "train.diagnostics_every": _bounds.OFF_OR_COUNT,
+    "distributed.num_processes": _bounds.OFF_OR_COUNT._replace(
+        expected="an integer >= 0 (0: one process)"
+    ),
+}
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """``value`` as ``hint`` (str, int, float, bool, tuple[int, ...] or a union of them)."""
+    """``value`` as ``hint`` (str, int, float, bool, tuple[int, ...] or a union of them);
+    an integer (or a list's) must be in the key's range (``_INT_RANGES``)."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
+            _check_range(key, [value], str(value))
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -246,9 +272,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         is_list = typing.get_origin(option) is tuple and isinstance(value, list)
         if is_list and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            _check_range(key, value, str(value))
             return tuple(value)
     names = " or ".join(_TYPE_NAMES.get(o, str(o)) for o in options)
     raise ConfigError(f"{key}: expected {names}, got {value!r} ({type(value).__name__})")
+
+
+def _check_range(key: str, values: Sequence[int], shown: str) -> None:
+    allowed = _INT_RANGES.get(key, _bounds.COUNT)
+    for value in values:
+        problem = _bounds.refusal(value, allowed, shown)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
 
 
 _TYPE_NAMES = {
@@ -270,41 +305,25 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(
             f"data.validation + data.test = {d.validation + d.test:g} leaves no training data"
         )
-    for key, seed in (("data.seed", d.seed), ("train.seed", t.seed)):
-        if not 0 <= seed < 2**32:  # jax.random.key keeps 32 bits: larger seeds would repeat
-            raise ConfigError(f"{key}: expected an integer in [0, 2**32), got {seed}")
-    _positive("data.teacher_samples", d.teacher_samples)
-    if len(d.teacher_sizes) < 2 or min(d.teacher_sizes) < 1:
-        raise ConfigError(f"data.teacher_sizes: expected 2+ positive widths, got {d.teacher_sizes}")
-    if any(n < 1 for n in m.hidden):
-        raise ConfigError(f"model.hidden: expected positive layer widths, got {list(m.hidden)}")
+    if not d.source.strip():
+        raise ConfigError(
+            'data.source: expected a built-in name (e.g. "digits"), "teacher" or a path, got ""'
+        )
+    if len(d.teacher_sizes) < 2:
+        raise ConfigError(f"data.teacher_sizes: expected 2+ widths, got {list(d.teacher_sizes)}")
     m.build(*_STAND_IN_WIDTHS)  # MLP validates now; the data decide the widths later
     try:
         optim.make(o.name, o.learning_rate, **o.options)
     except ValueError as err:
         raise ConfigError(f"optimizer: {err}") from None
-    _positive("train.epochs", t.epochs)
-    if isinstance(t.batch_size, str):
-        if t.batch_size != "full":
-            raise ConfigError(
-                f'train.batch_size: expected an integer or "full", got {t.batch_size!r}'
-            )
-    else:
-        _positive("train.batch_size", t.batch_size)
+    if isinstance(t.batch_size, str) and t.batch_size != "full":
+        raise ConfigError(f'train.batch_size: expected an integer or "full", got {t.batch_size!r}')
     _one_of("train.engine", t.engine, _train.ENGINES)
-    if t.patience < 0:
-        raise ConfigError(f"train.patience: expected an integer >= 0 (0: off), got {t.patience}")
     if t.patience and not d.validation:
         raise ConfigError(
             "train.patience: early stopping needs a validation split (data.validation > 0)"
         )
     _one_of("train.dtype", t.dtype, PARAM_DTYPES)
-    _positive("train.checkpoint_every", t.checkpoint_every)
-    _positive("train.keep_checkpoints", t.keep_checkpoints)
-    if t.diagnostics_every < 0:
-        raise ConfigError(
-            f"train.diagnostics_every: expected an integer >= 0 (0: off), got {t.diagnostics_every}"
-        )
 
 
 def _check_distributed(c: DistributedConfig) -> None:
@@ -314,21 +333,11 @@ def _check_distributed(c: DistributedConfig) -> None:
             f"distributed.coordinator: expected process 0's address as host:port, "
             f"got {c.coordinator!r}"
         )
-    if c.num_processes < 0:
-        raise ConfigError(
-            f"distributed.num_processes: expected an integer >= 0 (0: one process), "
-            f"got {c.num_processes}"
-        )
     if bool(c.coordinator) != bool(c.num_processes):
         raise ConfigError(
             "distributed.coordinator and distributed.num_processes go together: "
             "give both, or neither (detect = true finds them on a cluster)"
         )
-
-
-def _positive(key: str, value: int) -> None:
-    if value < 1:
-        raise ConfigError(f"{key}: expected a positive integer, got {value}")
 
 
 def _one_of(key: str, value: str, valid: Sequence[str]) -> None:

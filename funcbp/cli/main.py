@@ -1,4 +1,5 @@
-"""The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``check`` gradients.
+"""The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``check`` gradients,
+``plot`` a run's history again.
 
 Exit status: 0 success; 1 a gradient check failed, training diverged or
 ``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from funcbp.cli import _bounds
 from funcbp.errors import CheckpointError, ConfigError, DataError
 
 # What the commands report in one line with exit status 2: bad input, by kind.
@@ -57,8 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         "Kubernetes, Cloud TPU; $JAX_COORDINATOR_ADDRESS)",
     )
     hosts.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
-    hosts.add_argument("--num-processes", type=int, metavar="N")
-    hosts.add_argument("--process-id", type=int, metavar="I")
+    hosts.add_argument("--num-processes", type=_positive_int, metavar="N")
+    hosts.add_argument("--process-id", type=_index, metavar="I")
+    hosts.add_argument(
+        "--timeout",
+        type=_positive_int,
+        metavar="SECONDS",
+        help="how long to wait for every process to connect (default: distributed.timeout)",
+    )
 
     diagnose = sub.add_parser(
         "diagnose", help="train briefly and show per-layer gradient statistics and warnings"
@@ -88,19 +96,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--hvp", action="store_true", help="also check Hessian-vector products")
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--seed", type=_seed, default=0)
+
+    plot = sub.add_parser("plot", help="draw a run's plots again from its metrics.jsonl")
+    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
     return parser
 
 
-def _positive_int(text: str) -> int:
-    if not (text.strip().isdigit() and int(text) > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
+def _flag(allowed: _bounds.Range):
+    """An argparse ``type``: an integer in ``allowed`` (``_bounds``, as the run files' keys)."""
+
+    def parse(text: str) -> int:
+        try:
+            return _bounds.parse_flag(text, allowed)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    if not (text.strip().isdigit() and int(text) < 2**32):
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}")
-    return int(text)
+_positive_int = _flag(_bounds.COUNT)
+_seed = _flag(_bounds.SEED)
+_index = _flag(_bounds.OFF_OR_COUNT._replace(expected="an integer >= 0"))
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -118,7 +134,6 @@ def _fail(message: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from funcbp import checkpoint
     from funcbp._jax.compilation_cache import enable_compilation_cache
     from funcbp.cli import display, run
     from funcbp.train import TrainingDiverged
@@ -142,7 +157,10 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(f"run directory {out}: {err}")
     except TrainingDiverged as err:
         print(f"funcbp: {err}", file=sys.stderr)
-        print(f"the last good checkpoint is {checkpoint.find(out)}", file=sys.stderr)
+        if (out / "summary.json").is_file():  # process 0's record of the run
+            good = json.loads((out / "summary.json").read_text())["last_good_checkpoint"]
+            print(f"the last good checkpoint is {out / good}" if good else
+                  "no checkpoint before it has finite parameters", file=sys.stderr)  # fmt: skip
         return 1
     except run.Interrupted as err:
         print(f"\nfuncbp: {err}\ncontinue with: funcbp train --resume {out}", file=sys.stderr)
@@ -163,22 +181,18 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _start_distributed(args: argparse.Namespace, configured) -> None:
-    """``jax.distributed.initialize`` when the flags or the config's ``[distributed]`` ask.
+    """``jax.distributed`` when the flags or the config's ``[distributed]`` ask.
 
     The flags win over the config; without a coordinator JAX finds one in the
     environment (``JAX_COORDINATOR_ADDRESS``, SLURM, Open MPI, ...).
     """
+    from funcbp.cli import _distributed
+
     coordinator = args.coordinator or configured.coordinator or None
     num_processes = args.num_processes or configured.num_processes or None
-    if not (args.distributed or configured.detect or coordinator or num_processes):
-        return
-    import jax
-
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU processes
-    try:
-        jax.distributed.initialize(coordinator, num_processes, args.process_id)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ConfigError(f"distributed: jax.distributed could not start: {err}") from None
+    if args.distributed or configured.detect or coordinator or num_processes:
+        timeout = args.timeout or configured.timeout
+        _distributed.start(coordinator, num_processes, args.process_id, timeout)
 
 
 def _run_config(args: argparse.Namespace):
@@ -229,7 +243,7 @@ def _diagnose(args: argparse.Namespace) -> int:
         net, optimizer, splits = run.prepare(config)
         t = config.train
         run.param_dtype(t.dtype)  # float64: 64-bit mode on before fit_blocks
-        batch = run.batch_size(t, len(splits.train))
+        batch = run.batch_size(t, len(splits.train), args.epochs, "--epochs")
         blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
                             engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
                             diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
@@ -327,9 +341,29 @@ def _random_batch(net, key, batch: int):
     return x, jax.random.normal(k_y, (batch, n_out))
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from funcbp.cli import _rundir, plots, run
+
+    metrics = args.run_dir / "metrics.jsonl"
+    try:
+        if not metrics.is_file():
+            raise ConfigError(f"{args.run_dir} is not a run directory with metrics (no {metrics})")
+        records = _rundir.read_records(metrics)
+        if not records:
+            raise ConfigError(f"{metrics} is empty: the run has no epochs to plot")
+        written = plots.plot_history(run.history(records), args.run_dir)
+    except _BAD_INPUT as err:
+        return _fail(str(err))
+    except OSError as err:
+        return _fail(f"run directory {args.run_dir}: {err}")
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"train": _train, "diagnose": _diagnose, "check": _check}[args.command](args)
+    commands = {"train": _train, "diagnose": _diagnose, "check": _check, "plot": _plot}
+    return commands[args.command](args)
 
 
 def run() -> None:

@@ -4,7 +4,9 @@ matplotlib is imported here only, through its object-oriented API (no pyplot,
 no GUI backend). ``Plotter`` draws in a child process started when a run
 starts, so that importing matplotlib (half a second) happens on another core
 while the run trains instead of adding to its wall time. This file runs as
-that child by path, without importing the ``funcbp`` package (and JAX).
+that child by path, without importing the ``funcbp`` package (and JAX). Each
+PNG is written whole (``funcbp._jax.atomic``): a full disk leaves the previous
+file or none, never a truncated one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+
+if __package__:  # imported as funcbp.cli.plots
+    from funcbp._jax import atomic
+else:  # the child: atomic.py (standard library only) by path, without the funcbp package
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "_funcbp_atomic", Path(__file__).parents[1] / "_jax" / "atomic.py"
+    )
+    atomic = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(atomic)
 
 
 def plot_history(history: dict[str, list], out: str | Path) -> list[Path]:
@@ -66,7 +79,7 @@ def _diagnostics_plot(history: dict[str, list], path: Path) -> Path:
         axes.set(xlabel="epoch", title=title)
         axes.grid(alpha=0.3)
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
     return path
 
 
@@ -86,7 +99,11 @@ def _line_plot(epochs, curves: dict[str, list], metric: str, log_scale: bool, pa
     axes.set(xlabel="epoch", ylabel=metric, title=metric)
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
+
+
+def _save(figure, path: Path) -> None:
+    atomic.write(path, lambda file: figure.savefig(file, format="png", dpi=100))
 
 
 class Plotter:
@@ -112,13 +129,15 @@ class Plotter:
             self._child.stdin.close()
 
     def wait(self) -> None:
-        """Waits for the plots; raises ``RuntimeError`` if drawing them failed."""
+        """Waits for the plots; raises ``RuntimeError`` (one line: the child's error) if
+        drawing them failed."""
         if self._child is None:
             return
         self._child.stdin.close()  # (already closed by send; without it, the child ends)
-        err = self._child.stderr.read()
+        err = self._child.stderr.read().decode(errors="replace").strip()
         if self._child.wait() != 0:
-            raise RuntimeError(f"plotting failed:\n{err.decode(errors='replace')}")
+            last = err.splitlines()[-1] if err else f"exit status {self._child.returncode}"
+            raise RuntimeError(f"the plots could not be drawn ({last})")
 
     def __enter__(self) -> Plotter:
         return self

@@ -3,15 +3,16 @@
 Everything is validated before the run directory is made, so bad input leaves
 nothing behind. The directory then holds::
 
-    config.toml       the resolved config (what --resume reads)
+    .lock             held by the one process writing the run (its id inside)
+    config.toml       the resolved config (what --resume reads), written first
     metrics.jsonl     one JSON record per epoch, appended as training goes
     checkpoints/      step-<step>.npz (+ .json): the last N, and best.npz
     loss.png, accuracy.png
     summary.json      written last: its presence means the run has ended
 
-A run killed at any point resumes from its latest checkpoint and ends exactly
-as the uninterrupted run would have: checkpoints fall on block boundaries, and
-the resumed run compiles the same block.
+A run killed at any point resumes from its latest checkpoint (from epoch 0
+before the first) and ends exactly as the uninterrupted run would have:
+checkpoints fall on block boundaries, and the resumed run compiles the same block.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from funcbp import checkpoint, diagnostics, optim, process_data, sharding
 from funcbp import data as _data
 from funcbp._jax import atomic
 from funcbp._jax.compile_clock import CompileClock
-from funcbp.cli import _rundir, _summary, display, plots
+from funcbp.cli import _bounds, _rundir, _summary, display, plots
 from funcbp.cli import config as _config
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
@@ -82,15 +83,17 @@ def prepare(config: _config.RunConfig) -> Prepared:
     """
     d, m, o = config.data, config.model, config.optimizer
     per_process = process_data.is_per_process(d.source)
+    limit = {"max_bytes": d.max_bytes} if d.max_bytes else {}  # 0: the data's own default
     if d.source == "teacher":
         dataset = _data.teacher(
             d.teacher_samples,
             d.teacher_sizes,
             seed=d.seed,
             classification=d.teacher_classification,
+            **limit,
         )
     else:
-        dataset = _data.load(process_data.own_source(d.source))
+        dataset = _data.load(process_data.own_source(d.source), **limit)
     if per_process:
         dataset = process_data.agree_on_shape(dataset)
     if m.cost() == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
@@ -111,17 +114,37 @@ def prepare(config: _config.RunConfig) -> Prepared:
     return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits)
 
 
-def batch_size(train: _config.TrainConfig, n_train: int) -> int | None:
-    """``train.batch_size`` as ``fit_blocks`` takes it: at most ``n_train``, ``None`` for full.
+def batch_size(
+    train: _config.TrainConfig,
+    n_train: int,
+    epochs: int | None = None,
+    epochs_key: str = "train.epochs",
+) -> int | None:
+    """``train.batch_size`` as ``fit_blocks`` takes it (``None``: full batch), for
+    ``n_train`` training rows and ``epochs`` (default ``train.epochs``, named ``epochs_key``).
 
     Raises:
-      ConfigError: the batch does not split evenly over the devices.
+      ConfigError: the batch is larger than the training split or does not split
+        evenly over the devices, or the run has more steps than int32 counts.
     """
-    batch = None if train.batch_size == "full" else min(train.batch_size, n_train)
+    batch = None if train.batch_size == "full" else train.batch_size
+    if batch is not None and batch > n_train:  # as fit_blocks refuses it
+        raise ConfigError(
+            f"train.batch_size: {batch} is larger than the training split's {n_train} rows; "
+            f'use at most {n_train}, or "full"'
+        )
     try:  # fit_blocks would refuse it too, with a plain ValueError
         sharding.check_divides(sharding.data_mesh(), batch or n_train, "batch size")
     except ValueError as err:
         raise ConfigError(f"train.batch_size: {err}") from None
+    epochs = train.epochs if epochs is None else epochs
+    per_epoch = n_train // (batch or n_train)  # the rows left over make no step
+    if epochs * per_epoch > _bounds.INT32_MAX:
+        raise ConfigError(
+            f"{epochs_key}: {epochs} epochs of {per_epoch} steps are {epochs * per_epoch} "
+            f"steps, more than {_bounds.INT32_MAX} (funcbp counts steps in int32); train "
+            "fewer epochs or use larger batches"
+        )
     return batch
 
 
@@ -154,8 +177,9 @@ def train(
 
     Raises:
       DataError, ConfigError: bad data or a config they do not fit (before ``out`` is
-        made); ``RunError`` (a ``ConfigError``): ``out`` exists (or, resuming, is not a
-        resumable run); ``CheckpointError``: no checkpoint there fits the config.
+        made); ``RunError`` (a ``ConfigError``): ``out`` holds a run or other files (or,
+        resuming, is not a resumable run), or another process is writing it;
+        ``CheckpointError``: the latest checkpoint does not fit the config or is not finite.
       TrainingDiverged: a non-finite loss; ``out`` keeps the checkpoints before it.
       Interrupted: Ctrl-C; a checkpoint of the last completed block was saved.
     """
@@ -163,37 +187,38 @@ def train(
     clock = CompileClock()
     out = Path(out)
     writer = jax.process_index() == 0  # under jax.distributed, process 0 alone writes
-    _agree(lambda: _rundir.check_out(out, resume) if writer else None)
+    claim, restart = _claim(out, resume, writer)
     if not writer:
         stream = io.StringIO()  # progress is process 0's to show
-    with plots.Plotter(writer) as plotter:  # imports matplotlib on another core meanwhile
-        summary = _train(config, out, resume, plotter, stream, writer)
-        _wait_for_plots(plotter, summary["warnings"])
-    summary.update(
-        wall_seconds=round(time.perf_counter() - start, 3),
-        compile_seconds=round(clock.seconds, 3),
-    )
-    if writer:
-        _rundir.write_json(out / "summary.json", summary)  # last: the run has ended
+    # The lock is held until summary.json is written.
+    with claim or contextlib.nullcontext(), plots.Plotter(writer) as plotter:
+        summary = _train(config, out, restart, claim, plotter, stream)
+        _wait_for_plots(plotter, summary["warnings"], out)
+        summary.update(
+            wall_seconds=round(time.perf_counter() - start, 3),
+            compile_seconds=round(clock.seconds, 3),
+        )
+        if writer:
+            _rundir.write_json(out / "summary.json", summary)  # last: the run has ended
     return summary
 
 
-def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writer: bool):
-    """``train`` from the data to the summary, less its timings."""
+def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stream):
+    """``train`` from the data to the summary, less its timings; ``claim`` is the run
+    directory's (``None``: another process writes it)."""
+    writer = claim is not None
     net, optimizer, splits = prepare(config)
     t = config.train
     dtype = param_dtype(t.dtype)
-    meta = _checkpoint_meta(config, net)
-    saver = _rundir.Saver(out / "checkpoints", meta, t.keep_checkpoints, writer)
 
     def fresh():
         state = init_state(net, optimizer, jax.random.key(t.seed), dtype)
         return state, init_progress(state, t.patience or None)
 
-    if resume:  # the checkpoint must fit the run's own network and optimizer
-        state, progress, records = _rundir.restore(out, writer, like=jax.eval_shape(fresh))
-    else:
+    if restart:  # init_state refuses a network too large before anything is written
         (state, progress), records = fresh(), []
+    else:  # the checkpoint must fit the run's own network and optimizer
+        state, progress, records = _rundir.restore(out, writer, like=jax.eval_shape(fresh))
     parts = {"train": splits.train, **_eval_sets(splits)}
     if process_data.is_per_process(config.data.source):  # each process has its own rows
         parts = process_data.global_parts(parts)
@@ -206,29 +231,36 @@ def _train(config, out: Path, resume: bool, plotter: plots.Plotter, stream, writ
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
         diagnostics_every=t.diagnostics_every or None,
     )  # fmt: skip
-    if writer and not resume:
-        out.mkdir(parents=True)
+    if writer and restart:  # config.toml first: from then on, --resume can start it again
+        claim.make()
         atomic.write(out / "config.toml", _config.dumps(config).encode())
+    saver = _rundir.Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints,
+                          writer)  # fmt: skip
+    if restart:
         saver.save(state, progress, None)
     print(_headline(config, net, n_train), file=stream or sys.stdout, flush=True)
     try:
         state, progress = _train_blocks(blocks, state, progress, saver, records, out, t, stream)
     except TrainingDiverged as err:
         if writer:
-            last_good = checkpoint.find(out / "checkpoints").relative_to(out)
+            good = _rundir.last_finite_checkpoint(out / "checkpoints", jax.eval_shape(fresh))
+            good_name = good and str(good.relative_to(out))
             ended = {"status": "diverged", "message": str(err), "epoch": err.epoch,
-                     "step": err.step, "last_good_checkpoint": str(last_good)}  # fmt: skip
+                     "step": err.step, "last_good_checkpoint": good_name}  # fmt: skip
             _rundir.write_json(out / "summary.json", ended)
         plotter.send(err.history, out)
-        _wait_for_plots(plotter, [])
+        lost: list[str] = []
+        _wait_for_plots(plotter, lost, out)
+        for warning in lost:
+            print(f"funcbp: warning: {warning}", file=sys.stderr)
         raise
-    history = _history(records)
-    plotter.send(history, out)  # drawn while the final evaluation runs
+    columns = history(records)
+    plotter.send(columns, out)  # drawn while the final evaluation runs
     if t.patience and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
-    summary = _summary.summarize(net, state, history, parts, progress)
+    summary = _summary.summarize(net, state, columns, parts, progress)
     summary["versions"] = _versions()
-    summary["warnings"] = diagnostics.findings(history, net)
+    summary["warnings"] = diagnostics.findings(columns, net)
     return summary
 
 
@@ -251,7 +283,7 @@ def _train_blocks(
                 records += block.records
                 shown.update(block.records[-1], len(block.records))
                 if block.diverged:
-                    raise TrainingDiverged(*block.diverged, _history(records))
+                    raise TrainingDiverged(*block.diverged, history(records))
                 state, progress = block.state, block.progress
                 epoch = int(progress.epoch)
                 done = bool(progress.stopped) or epoch >= t.epochs
@@ -270,22 +302,24 @@ def _train_blocks(
     return state, progress
 
 
-def _agree(check: Callable[[], None]) -> None:
-    """Runs ``check`` (which may raise ``_rundir.RunError``); under several processes all raise.
+def _claim(out: Path, resume: bool, writer: bool) -> tuple[_rundir.Claim | None, bool]:
+    """The writer's ``Claim`` on ``out`` (``None`` on the other processes), and whether the
+    run starts at epoch 0; under several processes all raise when process 0 refuses ``out``.
 
     Without this, process 0 would stop on a bad ``--out`` while the others wait
     for it in their first all-reduce.
     """
     if jax.process_count() == 1:
-        check()
-        return
+        claim = _rundir.Claim(out, resume)
+        return claim, claim.restart
+    claim = error = None
     try:
-        check()
-        error = None
+        claim = _rundir.Claim(out, resume) if writer else None
     except _rundir.RunError as err:
         error = err
     if not _from_process_0(error is None):
         raise error or _rundir.RunError("process 0 refused the run directory")
+    return claim, _from_process_0(claim.restart if claim else False)
 
 
 def _from_process_0(flag: bool) -> bool:
@@ -295,13 +329,12 @@ def _from_process_0(flag: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
 
 
-def _wait_for_plots(plotter: plots.Plotter, warnings: list[str]) -> None:
+def _wait_for_plots(plotter: plots.Plotter, warnings: list[str], out: Path) -> None:
     """Waits for the plots; failing to draw them is a warning, not a failed run."""
     try:
         plotter.wait()
     except RuntimeError as err:
-        print(f"funcbp: {err}", file=sys.stderr)
-        warnings.append("the plots could not be drawn (the error is above)")
+        warnings.append(f"{err}; draw them again with: funcbp plot {out}")
 
 
 def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
@@ -344,7 +377,7 @@ def _deferred_sigint() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _history(records: list[dict[str, float]]) -> dict[str, list]:
+def history(records: list[dict[str, float]]) -> dict[str, list]:
     return {name: [r[name] for r in records] for name in records[0]} if records else {}
 
 

@@ -1,0 +1,51 @@
+"""The range of every integer a run file's key or a command-line flag takes.
+
+Counts (epochs, batch sizes, widths, samples, seconds, ...) must fit the int32
+counters a run keeps on the devices (its epoch and step): a count of 2**31 or
+more would pass every other check, write the run directory and then overflow as
+the run starts. Each integer is checked here, as it is read, before anything is
+compiled or written; an integer key without its own range is a positive int32
+count.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+INT32_MAX = 2**31 - 1
+
+
+class Range(NamedTuple):
+    low: int
+    high: int
+    expected: str  # what a value must be, for the message
+    why_high: str = f"at most {INT32_MAX}: funcbp counts epochs and steps in int32"
+
+
+COUNT = Range(1, INT32_MAX, "a positive integer")
+OFF_OR_COUNT = Range(0, INT32_MAX, "an integer >= 0 (0: off)")
+WIDTHS = Range(1, INT32_MAX, "positive layer widths")
+SEED = Range(0, 2**32 - 1, "an integer in [0, 2**32)", "jax.random.key keeps 32 bits")
+
+
+def refusal(value: int, allowed: Range = COUNT, shown: str | None = None) -> str | None:
+    """Why ``value`` is outside ``allowed`` (``None``: it is inside); ``shown`` is how the
+    user wrote it (a flag's text, a whole list), default ``value`` itself."""
+    shown = str(value) if shown is None else shown
+    if value < allowed.low:
+        return f"expected {allowed.expected}, got {shown}"
+    if value > allowed.high:
+        return f"expected {allowed.expected}, got {shown} ({allowed.why_high})"
+    return None
+
+
+def parse_flag(text: str, allowed: Range = COUNT) -> int:
+    """A flag's integer ``text`` in ``allowed``; ``ValueError`` with the reason, naming ``text``."""
+    stripped = text.strip()
+    digits = stripped.removeprefix("-")
+    if not digits.isdigit():
+        raise ValueError(f"expected {allowed.expected}, got {text!r}")
+    problem = refusal(int(stripped), allowed, repr(text))
+    if problem:
+        raise ValueError(problem)
+    return int(stripped)
