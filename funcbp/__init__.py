@@ -25,7 +25,7 @@ from funcbp._jax.caches import clear_caches
 from funcbp._jax.compilation_cache import enable_compilation_cache
 from funcbp._jax.xla_cpu_flags import use_fast_cpu_compile
 from funcbp.activations import Activation
-from funcbp.backprop import BackpropResult, ForwardCache
+from funcbp.backprop import BACKPROP, BackpropResult, BackwardRule, ForwardCache
 from funcbp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from funcbp.data import DataWarning
 from funcbp.errors import CheckpointError, ConfigError, DataError
@@ -54,9 +54,11 @@ from funcbp.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKPROP",
     "MLP",
     "Activation",
     "BackpropResult",
+    "BackwardRule",
     "CheckOptions",
     "Checkpoint",
     "CheckpointError",

@@ -16,12 +16,25 @@ Everything the backward pass reads (each layer's input, ``z`` and ``a``) comes
 from the forward cache; nothing is recomputed. It is written in ``jax.numpy``,
 so it is itself differentiable: ``jax.jvp`` through it gives Hessian-vector
 products.
+
+Two things change the recurrence without changing its form:
+
+* **Dropout** (inverted): with a ``key``, hidden layer ``l``'s output is
+  ``a_l * m_l``, ``m_l`` = keep mask ``/ (1 - p_l)``, drawn per element; the cache
+  keeps ``m_l`` and ``delta_l`` gets the same factor,
+  ``delta_l = (delta_{l+1} @ W_{l+1}^T) * m_l * f_l'(z_l)``.
+* **A backward rule** (``BackwardRule``) supplies the matrix ``B_l`` that carries
+  the error back in place of ``W_l^T``: ``delta_{l-1} = (delta_l @ B_l) *
+  f_{l-1}'(z_{l-1})``, or from the output, ``(delta_L @ B_l) * f_{l-1}'(z_{l-1})``.
+  The weight and bias gradients keep their form; only the deltas differ.
+  ``BACKPROP`` (``B_l = W_l^T``) is the default and is exact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +44,7 @@ from funcbp.activations import Activation
 
 Array = jax.Array
 Params = list[dict[str, Array]]
+RuleState = Any  # a pytree
 
 
 class Network(Protocol):
@@ -41,16 +55,58 @@ class Network(Protocol):
     def layer_activations(self) -> tuple[Activation, ...]: ...  # one per layer, output last
 
     @property
-    def output_activation(self) -> str: ...
+    def resolved_cost(self) -> _losses.Cost: ...
 
     @property
-    def cost(self) -> str: ...  # a name in funcbp.losses
+    def hidden_dropout(self) -> tuple[float, ...]: ...  # one rate per hidden layer
 
     @property
     def l2(self) -> float: ...
 
     @property
     def compute_dtype(self) -> str | None: ...  # mixed precision: "bfloat16", "float16"
+
+
+def _no_state(key: Array, net: Network, params: Params) -> RuleState:
+    return ()
+
+
+def _same_state(state: RuleState, old: Params, new: Params) -> RuleState:
+    return state
+
+
+def _transpose(params: Params, state: RuleState, layer: int) -> Array:
+    return params[layer]["w"].T
+
+
+class BackwardRule(NamedTuple):
+    """What carries the error back through layer ``l``: ``B_l`` in ``delta_{l-1} =
+    (delta_l @ B_l) * f_{l-1}'(z_{l-1})``, in place of ``W_l^T``.
+
+    Hashable (static under ``jit``) when its functions are; its state is a pytree
+    that ``funcbp.train`` keeps in ``TrainState.rule_state``, checkpoints and
+    replicates over devices like the optimizer state.
+
+    Attributes:
+      name: how reports and checkpoints name the rule.
+      feedback: ``(params, state, layer) -> B_l``, ``[n_out_l, n_in_l]`` (with
+        ``from_output``, ``[n_out_L, n_in_l]``); also gives the rule's ``dLoss/dx``
+        through layer 0.
+      init: ``(key, net, params) -> state``; default ``()``, no state.
+      update: ``(state, params before, params after) -> state``, after each
+        optimizer step; default: unchanged.
+      from_output: ``B_l`` multiplies the output delta ``delta_L`` (direct feedback)
+        instead of the delta of the layer above.
+    """
+
+    name: str
+    feedback: Callable[[Params, RuleState, int], Array]
+    init: Callable[[Array, Network, Params], RuleState] = _no_state
+    update: Callable[[RuleState, Params, Params], RuleState] = _same_state
+    from_output: bool = False
+
+
+BACKPROP = BackwardRule("backprop", _transpose)
 
 
 class ForwardCache(NamedTuple):
@@ -60,11 +116,14 @@ class ForwardCache(NamedTuple):
       x: the input, ``[batch, n_in]``.
       pre: ``z_l`` per layer, each ``[batch, n_out_l]``.
       post: ``a_l = f_l(z_l)`` per layer, each ``[batch, n_out_l]``; ``post[-1]`` is the output.
+      kept: dropout's scaled keep mask ``m_l`` per hidden layer (``[batch, n_out_l]``),
+        or ``None`` where the layer drops nothing.
     """
 
     x: Array
     pre: tuple[Array, ...]
     post: tuple[Array, ...]
+    kept: tuple[Array | None, ...] = ()
 
     @property
     def out(self) -> Array:
@@ -72,8 +131,14 @@ class ForwardCache(NamedTuple):
         return self.post[-1]
 
     def layer_input(self, layer: int) -> Array:
-        """``a_{l-1}``, the input of ``layer``, ``[batch, n_in_l]``."""
-        return self.x if layer == 0 else self.post[layer - 1]
+        """``a_{l-1}`` (times its dropout mask), the input of ``layer``, ``[batch, n_in_l]``."""
+        if layer == 0:
+            return self.x
+        a, kept = self.post[layer - 1], self._kept(layer - 1)
+        return a if kept is None else a * kept
+
+    def _kept(self, layer: int) -> Array | None:
+        return self.kept[layer] if layer < len(self.kept) else None
 
 
 class BackpropResult(NamedTuple):
@@ -92,27 +157,39 @@ class BackpropResult(NamedTuple):
     deltas: tuple[Array, ...]
 
 
-def forward(net: Network, params: Params, x: Array) -> ForwardCache:
+def forward(net: Network, params: Params, x: Array, key: Array | None = None) -> ForwardCache:
     """Runs the network on ``x`` ``[batch, n_in]`` and keeps every ``z_l`` and ``a_l``.
 
     With ``net.compute_dtype`` the layers run in it (``x`` is cast, products are
     accumulated in float32) and the output is cast back to the parameters' dtype.
+    With a ``key`` (a ``jax.random.key``), hidden layers drop out at their
+    ``net.hidden_dropout`` rates; without one, nothing is dropped.
     """
-    pre, post = [], []
+    pre, post, kept = [], [], []
     compute = _compute_dtype(net)
-    a = x if compute is None else x.astype(compute)
-    for layer, act in zip(params, net.layer_activations, strict=True):
+    x = x if compute is None else x.astype(compute)
+    a = x
+    rates = net.hidden_dropout if key is not None else ()
+    keys = jax.random.split(key, len(rates)) if any(rates) else ()
+    for layer, act in enumerate(net.layer_activations):
+        w, b = params[layer]["w"], params[layer]["b"]
         if compute is None:
-            z = a @ layer["w"] + layer["b"][None, :]
+            z = a @ w + b[None, :]
         else:
-            z = _dot(a, layer["w"].astype(compute)) + layer["b"][None, :].astype(jnp.float32)
+            z = _dot(a, w.astype(compute)) + b[None, :].astype(jnp.float32)
             z = z.astype(compute)
         a = act.fn(z)
         pre.append(z)
         post.append(a)
+        if layer < len(keys) and rates[layer]:
+            keep = jax.random.bernoulli(keys[layer], 1.0 - rates[layer], a.shape)
+            kept.append(keep.astype(a.dtype) / jnp.asarray(1.0 - rates[layer], a.dtype))
+            a = a * kept[-1]
+        elif layer < len(net.layer_activations) - 1:
+            kept.append(None)
     if compute is not None:
         post[-1] = post[-1].astype(params[-1]["w"].dtype)
-    return ForwardCache(x if compute is None else x.astype(compute), tuple(pre), tuple(post))
+    return ForwardCache(x, tuple(pre), tuple(post), tuple(kept) if keys else ())
 
 
 def _compute_dtype(net: Network) -> jnp.dtype | None:
@@ -126,22 +203,28 @@ def _dot(a: Array, b: Array) -> Array:
 
 def output_delta(net: Network, cache: ForwardCache, out_cotangent: Array) -> Array:
     """``delta_L = out_cotangent * f_L'(z_L)``; skips the product for an identity output."""
-    if net.output_activation == "identity":
-        return out_cotangent
     act = net.layer_activations[-1]
+    if act.name == "identity":
+        return out_cotangent
     return out_cotangent * act.grad(cache.pre[-1], cache.post[-1])
 
 
 def backward(
-    net: Network, params: Params, cache: ForwardCache, delta: Array
+    net: Network,
+    params: Params,
+    cache: ForwardCache,
+    delta: Array,
+    rule: BackwardRule = BACKPROP,
+    rule_state: RuleState = (),
 ) -> tuple[Params, Array, tuple[Array, ...]]:
-    """The backward recurrence ``delta_{l-1} = (delta_l @ W_l^T) * f_{l-1}'(z_{l-1})``.
+    """The backward recurrence ``delta_{l-1} = (delta_l @ B_l) * f_{l-1}'(z_{l-1})``.
 
     Args:
       net: the network spec.
       params: the parameters the forward pass used.
       cache: the forward pass's cache.
       delta: ``dLoss/dz_L`` of the last layer, ``[batch, n_out]``.
+      rule: what ``B_l`` is (``BACKPROP``: ``W_l^T``); ``rule_state`` its state.
 
     Returns:
       ``(grads, input_grad, deltas)``: ``grads`` with the structure and dtypes of
@@ -151,31 +234,50 @@ def backward(
     acts = net.layer_activations
     compute = _compute_dtype(net)
     grads, deltas = [], []
+    out_delta = delta
     for layer in reversed(range(len(params))):
         deltas.append(delta)
         a_in, w = cache.layer_input(layer), params[layer]["w"]
+        feedback = rule.feedback(params, rule_state, layer)
+        source = out_delta if rule.from_output else delta
         if compute is None:  # (inputs wider than the parameters widen the products)
             grads.append({"w": (a_in.T @ delta).astype(w.dtype),
                           "b": jnp.sum(delta, axis=0).astype(w.dtype)})  # fmt: skip
-            delta = delta @ w.T
+            delta = source @ feedback
         else:  # products in the compute dtype, sums over the batch in float32
             low = delta.astype(compute)
             bias_grad = jnp.sum(delta.astype(jnp.float32), axis=0)
             grads.append({"w": _dot(a_in.T, low).astype(w.dtype), "b": bias_grad.astype(w.dtype)})
-            delta = _dot(low, w.astype(compute).T)
+            delta = _dot(source.astype(compute), feedback.astype(compute))
             delta = delta if layer == 0 else delta.astype(compute)
         if layer > 0:
+            kept = cache._kept(layer - 1)
+            delta = delta if kept is None else delta * kept
             delta = delta * acts[layer - 1].grad(cache.pre[layer - 1], cache.post[layer - 1])
     return grads[::-1], delta, tuple(deltas[::-1])
 
 
-def loss_of_output(net: Network, params: Params, out: Array, y: Array) -> Array:
+def loss_of_output(
+    net: Network, params: Params, out: Array, y: Array, sample_weight: Array | None = None
+) -> Array:
     """The scalar loss of output ``out`` ``[batch, n_out]``: ``cost(out, y) + l2 / 2 *
-    sum ||W||^2``, what ``MLP.loss`` and the backward pass both report."""
-    return _losses.get(net.cost).value(out, y) + _losses.weight_penalty(params, net.l2)
+    sum ||W||^2`` (a weighted mean with ``sample_weight`` ``[batch]``), what
+    ``MLP.loss`` and the backward pass both report."""
+    value = _losses.weighted_loss(net.resolved_cost, out, y, sample_weight)
+    return value + _losses.weight_penalty(params, net.l2)
 
 
-def backprop(net: Network, params: Params, x: Array, y: Array) -> BackpropResult:
+def backprop(
+    net: Network,
+    params: Params,
+    x: Array,
+    y: Array,
+    *,
+    sample_weight: Array | None = None,
+    key: Array | None = None,
+    rule: BackwardRule = BACKPROP,
+    rule_state: RuleState = (),
+) -> BackpropResult:
     """Loss and every gradient by the hand-derived backward pass (inputs unchecked:
     ``MLP.backprop`` validates them first).
 
@@ -184,20 +286,35 @@ def backprop(net: Network, params: Params, x: Array, y: Array) -> BackpropResult
       params: ``[{"w": [n_in_l, n_out_l], "b": [n_out_l]}, ...]``.
       x: inputs ``[batch, n_in]``.
       y: targets, as ``net.cost`` expects them.
+      sample_weight: ``[batch]``, non-negative; the loss becomes their weighted mean.
+      key: draws the dropout masks; ``None``: no dropout.
+      rule, rule_state: the backward rule (``BACKPROP``: exact) and its state.
     """
-    return backprop_with_cache(net, params, x, y)[0]
+    extras = {"sample_weight": sample_weight, "key": key, "rule": rule, "rule_state": rule_state}
+    return backprop_with_cache(net, params, x, y, **extras)[0]
 
 
 def backprop_with_cache(
-    net: Network, params: Params, x: Array, y: Array
+    net: Network,
+    params: Params,
+    x: Array,
+    y: Array,
+    *,
+    sample_weight: Array | None = None,
+    key: Array | None = None,
+    rule: BackwardRule = BACKPROP,
+    rule_state: RuleState = (),
 ) -> tuple[BackpropResult, ForwardCache]:
     """``backprop`` and the forward cache it ran on (for per-layer diagnostics)."""
     x, y = jnp.asarray(x), jnp.asarray(y)
-    cache = forward(net, params, x)
-    delta = output_delta(net, cache, _losses.get(net.cost).grad(cache.out, y))
-    grads, input_grad, deltas = backward(net, params, cache, delta)
+    cache = forward(net, params, x, key)
+    cost = net.resolved_cost
+    delta = _losses.weighted_delta(cost, cache.out, y, sample_weight)
+    if cost.fused_activation is None:
+        delta = output_delta(net, cache, delta)
+    grads, input_grad, deltas = backward(net, params, cache, delta, rule, rule_state)
     input_grad = input_grad.astype(x.dtype)
-    loss = loss_of_output(net, params, cache.out, y)
+    loss = loss_of_output(net, params, cache.out, y, sample_weight)
     if net.l2:
         # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
         grads = [

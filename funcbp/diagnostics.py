@@ -10,12 +10,14 @@ of each epoch; ``make_train_step(..., diagnostics=True)`` is one such step, its
     delta_norm       ||delta_l|| = ||dLoss/dz_l||         over the batch, [batch, n_out_l]
     weight_norm      ||W_l||
     update_ratio     ||W_l(after) - W_l(before)|| / ||W_l(before)||   (rule of thumb: ~1e-3)
-    dead_fraction    ReLU layers: the fraction of units with z <= 0 for every sample of
-                     the batch (no gradient flows through them); else NaN (leaky ReLU,
-                     ELU, SiLU and GELU pass gradient below 0: their units cannot die)
-    saturated_fraction  sigmoid/tanh layers: the fraction of (sample, unit) pairs whose
-                     derivative is below 5 % of its maximum (sigmoid' < 0.0125,
-                     tanh' < 0.05: |z| beyond about 4.4 and 2.2); else NaN
+    dead_fraction    ReLU layers (an Activation with can_die): the fraction of units with
+                     z <= 0 for every sample of the batch (no gradient flows through
+                     them); else NaN (leaky ReLU, ELU, SiLU and GELU pass gradient below
+                     0: their units cannot die)
+    saturated_fraction  sigmoid/tanh layers (an Activation with max_grad): the fraction of
+                     (sample, unit) pairs whose derivative is below 5 % of its maximum
+                     (sigmoid' < 0.0125, tanh' < 0.05: |z| beyond about 4.4 and 2.2);
+                     else NaN
 
 and ``grad_nonfinite``, whether any gradient is NaN or infinite. Per epoch,
 ``fit`` records their mean over the sampled steps and ``sampled_steps``. ``findings``
@@ -42,8 +44,7 @@ Params = list[dict[str, Array]]
 LAYER_STATS = ("grad_norm", "grad_b_norm", "delta_norm", "weight_norm", "update_ratio",
                "dead_fraction", "saturated_fraction")  # fmt: skip
 NAMES = (*LAYER_STATS, "grad_nonfinite", "sampled_steps")
-_SATURATING = {"sigmoid": 0.25, "tanh": 1.0}  # the activation's largest derivative
-_SATURATED_BELOW = 0.05  # of that largest derivative
+_SATURATED_BELOW = 0.05  # of a saturating activation's largest derivative (its max_grad)
 
 # What ``findings`` flags.
 VANISHING_RATIO = 1e-3  # first layer's weight-gradient norm over the last layer's
@@ -76,12 +77,10 @@ def layer_stats(
     weight_norm = stack(norm(p["w"]) for p in params)
     update = stack(norm(n["w"] - p["w"]) for n, p in zip(new_params, params, strict=True))
     dead, saturated = [], []
-    for name, act, z, a in zip(net.layer_names, net.layer_activations, cache.pre, cache.post,
-                               strict=True):  # fmt: skip
-        dead.append(jnp.mean(jnp.max(z, axis=0) <= 0) if name == "relu" else jnp.nan)
-        if name in _SATURATING:
-            small = act.grad(z, a) < _SATURATED_BELOW * _SATURATING[name]
-            saturated.append(jnp.mean(small))
+    for act, z, a in zip(net.layer_activations, cache.pre, cache.post, strict=True):
+        dead.append(jnp.mean(jnp.max(z, axis=0) <= 0) if act.can_die else jnp.nan)
+        if act.max_grad is not None:
+            saturated.append(jnp.mean(act.grad(z, a) < _SATURATED_BELOW * act.max_grad))
         else:
             saturated.append(jnp.nan)
     grad_norm = stack(norm(g["w"]) for g in grads)
@@ -208,8 +207,7 @@ def _finite(values) -> list[float]:
 
 
 def _activation_note(net: MLP) -> str:
-    names = sorted(set(net.layer_names[:-1]) & set(_SATURATING))
-    if not names:
+    saturating = {act.name: act.max_grad for act in net.layer_activations[:-1] if act.max_grad}
+    if not saturating:
         return "deep stacks of small weights do the same"
-    bound = ", ".join(f"{n}' <= {_SATURATING[n]:g}" for n in names)
-    return bound
+    return ", ".join(f"{name}' <= {saturating[name]:g}" for name in sorted(saturating))

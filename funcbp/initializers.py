@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcbp.activations import Activation
+
 
 class VarianceScaling(NamedTuple):
     scale: float  # variance = scale / fan
@@ -55,22 +57,6 @@ _ALIASES = {
 }
 NAMES: tuple[str, ...] = ("auto", *_REGISTRY, *_ALIASES)
 
-# He for the rectifier family (variance 2/fan_in keeps ReLU activations from
-# shrinking layer by layer), Glorot for the symmetric saturating units and the
-# linear output layer, LeCun for softplus, whose slope at 0 is 1/2.
-_DEFAULT_FOR_ACTIVATION = {
-    "identity": "glorot_uniform",
-    "sigmoid": "glorot_uniform",
-    "tanh": "glorot_uniform",
-    "relu": "he_normal",
-    "leaky_relu": "he_normal",
-    "elu": "he_normal",
-    "silu": "he_normal",
-    "gelu": "he_normal",
-    "gelu_tanh": "he_normal",
-    "softplus": "lecun_normal",
-}
-
 
 def check(name: str) -> None:
     """Raises ``ValueError`` listing the valid names unless ``name`` is one."""
@@ -78,11 +64,17 @@ def check(name: str) -> None:
         raise ValueError(f"unknown initializer {name!r}; valid names: {', '.join(NAMES)}")
 
 
-def resolve(name: str, activation: str) -> str:
-    """Returns the canonical initialiser name for a layer with ``activation``."""
+def resolve(name: str, activation: Activation) -> str:
+    """Returns the canonical initialiser name for a layer with ``activation``
+    (``"auto"``: the activation's own ``init``)."""
     check(name)
     if name == "auto":
-        return _DEFAULT_FOR_ACTIVATION[activation]
+        name = activation.init
+        if name not in NAMES or name == "auto":
+            raise ValueError(
+                f"Activation {activation.name!r}: init must name an initializer "
+                f"({', '.join(n for n in NAMES if n != 'auto')}), got {name!r}"
+            )
     return _ALIASES.get(name, name)
 
 
@@ -119,6 +111,6 @@ def _truncated_normal(v: jax.Array) -> jax.Array:
     return jnp.clip(normal, lowest, highest)
 
 
-def get(name: str, activation: str) -> VarianceScaling:
+def get(name: str, activation: Activation) -> VarianceScaling:
     """The rule for ``name`` (``"auto"``: the default for ``activation``)."""
     return _REGISTRY[resolve(name, activation)]

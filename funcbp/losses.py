@@ -3,15 +3,28 @@
 Every cost averages like ``torch.nn.functional``'s ``reduction="mean"``:
 
 * ``mse``: mean over every element of ``(out - y)**2``.
+* ``mae``: mean over every element of ``|out - y|`` (``torch.nn.L1Loss``).
+* ``huber``: mean over every element of ``d**2 / 2`` where ``|d| < 1``, else
+  ``|d| - 1/2``, ``d = out - y`` (``torch.nn.HuberLoss(delta=1.0)``).
+* ``poisson``: ``out`` is the log of the rate; mean over every element of
+  ``exp(out) - y * out``, ``y >= 0`` (``torch.nn.PoissonNLLLoss(log_input=True)``).
 * ``softmax_cross_entropy``: ``out`` are logits; ``y`` are integer labels
   ``[batch]`` or one-hot / probability rows ``[batch, n_out]`` (concrete rows are
   checked: >= 0, summing to 1 within float rounding); mean over the batch.
 * ``sigmoid_binary_cross_entropy``: ``out`` are logits, ``y`` in [0, 1] with the
   shape of ``out``; mean over every element.
 
-``grad(out, y)`` is ``dLoss/dout``. With an identity output layer it *is* the
-output delta, and for the two logit losses it is the fused, overflow-free form
-``softmax(z) - y`` / ``sigmoid(z) - y`` (finite for logits of any magnitude).
+``output_delta(out, y)`` is ``dLoss/dout``. With an identity output layer it *is*
+the output delta, and for the two logit losses it is the fused, overflow-free form
+``softmax(z) - y`` / ``sigmoid(z) - y`` (finite for logits of any magnitude). At
+kinks it follows ``jax.grad`` (``mae``: ``d|d|/dd = 1`` at 0).
+
+Every cost is a mean over the rows of a batch of the loss of each row, so sample
+weights ``w [batch]`` make it a weighted mean, ``sum_i w_i loss_i / sum_i w_i``
+(``torch.nn.functional.cross_entropy(weight=...)``'s form, with ``w_i`` the weight
+of row ``i``'s class), and scale row ``i`` of the output delta by
+``batch * w_i / sum(w)``. User costs, ``Cost(name, loss, output_delta)``, are held
+to that contract (``funcbp.check_cost`` checks it).
 """
 
 from __future__ import annotations
@@ -26,23 +39,33 @@ import numpy as np
 from funcbp._registry import lookup
 
 Array = jax.Array
+TargetCheck = Callable[[Array, tuple[int, ...]], None]
+Targets = Callable[[Array, tuple[int, ...], jnp.dtype], Array]
 
 
 class Cost(NamedTuple):
     """A named loss with its hand-derived output gradient.
 
     Attributes:
-      name: registry name, e.g. ``"mse"``.
-      value: ``(out [batch, n_out], y) -> scalar``.
-      grad: ``(out, y) -> dLoss/dout [batch, n_out]``.
-      check_targets: ``(y, out_shape) -> None``; raises ``ValueError`` naming
-        what does not fit.
+      name: ``"mse"``, or a user cost's own name (not a built-in one).
+      loss: ``(out [batch, n_out], y) -> scalar``, the mean over the rows of each
+        row's loss.
+      output_delta: ``(out, y) -> dLoss/dout [batch, n_out]``; with
+        ``fused_activation``, ``dLoss/dz_L`` instead.
+      check_targets: ``(y, out_shape) -> None``, raising ``ValueError`` naming what
+        does not fit; ``None``: ``y`` must have the output's shape.
+      fused_activation: the output activation (a name) for which ``output_delta``
+        is the fused ``dLoss/dz_L``; a network with this cost must use it.
+      targets: ``(key, out_shape, dtype) -> y``, targets ``check_cost`` may draw;
+        ``None``: standard normal, of the output's shape.
     """
 
     name: str
-    value: Callable[[Array, Array], Array]
-    grad: Callable[[Array, Array], Array]
-    check_targets: Callable[[Array, tuple[int, ...]], None]
+    loss: Callable[[Array, Array], Array]
+    output_delta: Callable[[Array, Array], Array]
+    check_targets: TargetCheck | None = None
+    fused_activation: str | None = None
+    targets: Targets | None = None
 
 
 def _is_concrete(y) -> bool:
@@ -70,8 +93,46 @@ def _mse_grad(out: Array, y: Array) -> Array:
     return 2.0 * (out - y) / out.size
 
 
-def _mse_check(y, out_shape: tuple[int, ...]) -> None:
-    _check_same_shape("mse", y, out_shape)
+# --- mae, huber, poisson ----------------------------------------------------------
+
+
+def _mae_value(out: Array, y: Array) -> Array:
+    return jnp.mean(jnp.abs(out - y))
+
+
+def _mae_grad(out: Array, y: Array) -> Array:
+    # d/dout mean|out - y| = sign(out - y) / size, +1 at 0 as jax.grad of jnp.abs
+    return jnp.where(out >= y, 1.0, -1.0).astype(out.dtype) / out.size
+
+
+def _huber_value(out: Array, y: Array) -> Array:
+    d = out - y
+    return jnp.mean(jnp.where(jnp.abs(d) < 1.0, 0.5 * d * d, jnp.abs(d) - 0.5))
+
+
+def _huber_grad(out: Array, y: Array) -> Array:
+    # d/dd [d^2/2 if |d| < 1 else |d| - 1/2] = clip(d, -1, 1): continuous, no kink
+    return jnp.clip(out - y, -1.0, 1.0) / out.size
+
+
+def _poisson_value(out: Array, y: Array) -> Array:
+    # -log P(y | rate e^out) without the log(y!) constant
+    return jnp.mean(jnp.exp(out) - y * out)
+
+
+def _poisson_grad(out: Array, y: Array) -> Array:
+    return (jnp.exp(out) - y) / out.size
+
+
+def _poisson_check(y, out_shape: tuple[int, ...]) -> None:
+    _check_same_shape("poisson", y, out_shape)
+    if _is_concrete(y) and np.size(y) and np.asarray(y, dtype=np.float64).min() < 0:
+        low = np.asarray(y, dtype=np.float64).min()
+        raise ValueError(f"poisson: targets must be counts >= 0, got a value of {low:g}")
+
+
+def _poisson_targets(key: Array, out_shape: tuple[int, ...], dtype) -> Array:
+    return jax.random.poisson(key, 3.0, out_shape).astype(dtype)
 
 
 # --- softmax cross-entropy --------------------------------------------------
@@ -137,6 +198,10 @@ def _softmax_ce_check(y, out_shape: tuple[int, ...]) -> None:
         _check_probability_rows(np.asarray(y))
 
 
+def _softmax_ce_targets(key: Array, out_shape: tuple[int, ...], dtype) -> Array:
+    return jax.random.randint(key, out_shape[:1], 0, out_shape[1])
+
+
 def _check_probability_rows(y: np.ndarray) -> None:
     # Rows that are not distributions train silently toward nonsense: the loss is
     # unbounded below for a negative entry, and the fused delta p * sum(y) - y assumes 1.
@@ -171,6 +236,10 @@ def _sigmoid_bce_grad(out: Array, y: Array) -> Array:
     return (jax.nn.sigmoid(out) - y) / out.size
 
 
+def _sigmoid_bce_targets(key: Array, out_shape: tuple[int, ...], dtype) -> Array:
+    return jax.random.uniform(key, out_shape, dtype)
+
+
 def _sigmoid_bce_check(y, out_shape: tuple[int, ...]) -> None:
     _check_same_shape("sigmoid_binary_cross_entropy", y, out_shape)
     if _is_concrete(y) and np.size(y):
@@ -185,13 +254,23 @@ def _sigmoid_bce_check(y, out_shape: tuple[int, ...]) -> None:
 _REGISTRY: dict[str, Cost] = {
     cost.name: cost
     for cost in (
-        Cost("mse", _mse_value, _mse_grad, _mse_check),
-        Cost("softmax_cross_entropy", _softmax_ce_value, _softmax_ce_grad, _softmax_ce_check),
+        Cost("mse", _mse_value, _mse_grad),
+        Cost("mae", _mae_value, _mae_grad),
+        Cost("huber", _huber_value, _huber_grad),
+        Cost("poisson", _poisson_value, _poisson_grad, _poisson_check, targets=_poisson_targets),
+        Cost(
+            "softmax_cross_entropy",
+            _softmax_ce_value,
+            _softmax_ce_grad,
+            _softmax_ce_check,
+            targets=_softmax_ce_targets,
+        ),
         Cost(
             "sigmoid_binary_cross_entropy",
             _sigmoid_bce_value,
             _sigmoid_bce_grad,
             _sigmoid_bce_check,
+            targets=_sigmoid_bce_targets,
         ),
     )
 }
@@ -209,6 +288,80 @@ def get(name: str) -> Cost:
       ValueError: ``name`` is not registered; the message lists the valid names.
     """
     return lookup(_REGISTRY, name, "cost")
+
+
+def resolve(cost: str | Cost) -> Cost:
+    """The ``Cost`` a name or a ``Cost`` stands for.
+
+    Raises:
+      ValueError: an unknown name, or a ``Cost`` that is malformed or takes a
+        built-in's name.
+    """
+    if not isinstance(cost, Cost):
+        return get(cost)
+    if cost.name in _REGISTRY:
+        if _REGISTRY[cost.name] == cost:
+            return cost
+        raise ValueError(f"Cost {cost.name!r}: the name of a built-in cost; give yours "
+                         "another name")  # fmt: skip
+    problems = {
+        "name": (isinstance(cost.name, str) and cost.name and ":" not in cost.name,
+                 "a non-empty string without ':'"),
+        "loss": (callable(cost.loss), "a function (out, y) -> scalar"),
+        "output_delta": (callable(cost.output_delta), "a function (out, y) -> dLoss/dout"),
+        "check_targets": (cost.check_targets is None or callable(cost.check_targets),
+                          "a function (y, out_shape) -> None, or None"),
+        "fused_activation": (cost.fused_activation is None
+                             or isinstance(cost.fused_activation, str),
+                             "an output activation's name, or None"),
+        "targets": (cost.targets is None or callable(cost.targets),
+                    "a function (key, out_shape, dtype) -> y, or None"),
+    }  # fmt: skip
+    for field, (ok, expected) in problems.items():
+        if not ok:
+            raise ValueError(
+                f"Cost {cost.name!r}: {field} must be {expected}, got {getattr(cost, field)!r}"
+            )
+    return cost
+
+
+def name_of(cost: str | Cost) -> str:
+    """The name of a cost given by name or as a ``Cost``."""
+    return cost.name if isinstance(cost, Cost) else cost
+
+
+def check_targets(cost: Cost, y, out_shape: tuple[int, ...]) -> None:
+    """Raises ``ValueError`` naming what in ``y`` does not fit ``cost`` and an output of
+    ``out_shape`` (a user cost without ``check_targets``: ``y`` must have that shape)."""
+    if cost.check_targets is None:
+        _check_same_shape(cost.name, y, out_shape)
+    else:
+        cost.check_targets(y, out_shape)
+
+
+def row_losses(cost: Cost, out: Array, y: Array) -> Array:
+    """Each row's loss, ``[batch]``: ``cost.loss`` of the one-row batch ``out[i], y[i]``."""
+    return jax.vmap(lambda o, t: cost.loss(o[None], t[None]))(out, y)
+
+
+def weighted_loss(cost: Cost, out: Array, y: Array, weight: Array | None) -> Array:
+    """``cost.loss(out, y)``, or with sample weights ``[batch]`` the weighted mean
+    ``sum_i w_i loss_i / sum_i w_i``."""
+    if weight is None:
+        return cost.loss(out, y)
+    weight = weight.astype(out.dtype)
+    return jnp.sum(weight * row_losses(cost, out, y)) / jnp.sum(weight)
+
+
+def weighted_delta(cost: Cost, out: Array, y: Array, weight: Array | None) -> Array:
+    """``cost.output_delta(out, y)``, each row scaled by ``batch * w_i / sum(w)`` with
+    sample weights (the derivative of ``weighted_loss``: a batch mean's row ``i``
+    carries ``1 / batch``, the weighted mean's ``w_i / sum(w)``)."""
+    delta = cost.output_delta(out, y)
+    if weight is None:
+        return delta
+    weight = weight.astype(delta.dtype)
+    return delta * (weight * (out.shape[0] / jnp.sum(weight)))[:, None]
 
 
 def weight_penalty(params: list[dict[str, Array]], l2: float) -> Array:

@@ -144,9 +144,9 @@ def test_net_given_as_its_old_dict_of_fields_is_stored_as_its_spec(tmp_path):
     fields = {**NET.__dict__, "sizes": list(NET.sizes)}  # what funcbp train wrote in 0.1
     path = save_checkpoint(tmp_path / "c.npz", state, progress, {**META, "net": fields})
     assert load_checkpoint(path).meta["net"] == net_spec(NET)
-    with pytest.raises(ValueError, match="'dropout' is not an MLP field"):
+    with pytest.raises(ValueError, match="'momentum' is not an MLP field"):
         save_checkpoint(
-            tmp_path / "d.npz", state, progress, {**META, "net": {**fields, "dropout": 1}}
+            tmp_path / "d.npz", state, progress, {**META, "net": {**fields, "momentum": 1}}
         )
     with pytest.raises(ValueError, match="unknown option 'b9' for optimizer 'adam'"):
         meta = {**META, "optimizer": {**META["optimizer"], "options": {"b9": 1.0}}}
@@ -173,9 +173,13 @@ def test_net_spec_round_trips_through_json_and_records_every_field(net):
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        ({"sizes": [2, 1], "dropout": 0.5}, "'dropout' is not an MLP field"),
+        ({"sizes": [2, 1], "momentum": 0.5}, "'momentum' is not an MLP field"),
         ({"activation": "tanh"}, "needs 'sizes'"),
-        ({"sizes": [2, 3, 1], "activation": "swish"}, "unknown activation 'swish'"),
+        (
+            {"sizes": [2, 3, 1], "activation": "swish"},
+            r"uses the activation 'swish', which is not built in; pass it: "
+            r"load_checkpoint\(path, pieces=\[swish\]\)",
+        ),
         ([2, 1], "must be a mapping, got list"),
     ],
 )
@@ -298,7 +302,7 @@ def test_a_newer_format_is_refused_with_what_this_funcbp_reads(tmp_path):
 @pytest.mark.parametrize(
     "change",
     [
-        lambda meta: meta["net"].update(dropout=0.5),  # a field this MLP does not have
+        lambda meta: meta["net"].update(momentum=0.5),  # a field this MLP does not have
         lambda meta: meta["optimizer"].pop("learning_rate"),
         lambda meta: meta["optimizer"]["options"].update(b9=1.0),
         lambda meta: meta["arrays"].pop("params/1/b"),

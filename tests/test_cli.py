@@ -168,7 +168,7 @@ BAD_CONFIGS = [
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\ncompute_dtype = 'int8'\n",
      r"model\.compute_dtype: compute_dtype must be one of .*'bfloat16', 'float16'\), got 'int8'"),
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8, 8]\nactivation = ['tanh']\n",
-     r"model\.activation: activation has 1 names .*2 hidden layers"),
+     r"model\.activation: activation: 1 given for 2 hidden layers"),
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\nsizes = [64, 8, 10]\n",
      r"unknown key model\.sizes; valid keys: hidden, activation, output_activation, cost"),
     ("[data]\nsource = 'digits'\n[model]\nhidden = [8]\n[train]\nengine = 'jvp'\n",
@@ -309,8 +309,8 @@ def test_check_command_fails_with_status_1_on_a_broken_engine(monkeypatch, capsy
 
     real = funcbp.backprop.backward
 
-    def broken(net, params, cache, delta):
-        grads, input_grad, deltas = real(net, params, cache, delta)
+    def broken(net, params, cache, delta, *rule):
+        grads, input_grad, deltas = real(net, params, cache, delta, *rule)
         grads[0] = {"w": grads[0]["w"] * 1.01, "b": grads[0]["b"]}
         return grads, input_grad, deltas
 

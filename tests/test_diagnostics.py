@@ -27,7 +27,7 @@ def _reference_stats(net, params, new_params, x, y):
             z = a @ p["w"] + p["b"][None, :] + shift
             a = act.fn(z)
             pre.append(z)
-        return cost.value(a, y) + losses.weight_penalty(params, net.l2), pre
+        return cost.loss(a, y) + losses.weight_penalty(params, net.l2), pre
 
     shifts = [jnp.zeros((x.shape[0], n)) for n in net.sizes[1:]]
     (grads, deltas), pre = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, shifts)

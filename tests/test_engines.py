@@ -25,12 +25,11 @@ RTOL64 = 1e-10
 
 
 def make_targets(net, key, batch, dtype=jnp.float64):
-    n_out = net.sizes[-1]
-    if net.cost == "softmax_cross_entropy":
-        return jax.random.randint(key, (batch,), 0, n_out)
-    if net.cost == "sigmoid_binary_cross_entropy":
-        return jax.random.uniform(key, (batch, n_out), dtype)
-    return jax.random.normal(key, (batch, n_out), dtype)
+    """Targets the cost takes (labels for softmax cross-entropy, counts for poisson...)."""
+    cost, shape = net.resolved_cost, (batch, net.sizes[-1])
+    if cost.targets is None:
+        return jax.random.normal(key, shape, dtype)
+    return cost.targets(key, shape, dtype)
 
 
 def make_problem(net, key, batch, dtype=jnp.float64):
@@ -59,7 +58,20 @@ def assert_engines_agree(net, params, x, y, rtol, jit=False):
     assert_trees_close(grads_bp, grads_ad, rtol, f"{net}")
 
 
-PAIRINGS = list(itertools.product(activations.NAMES, activations.NAMES, losses.NAMES, [0.0, 0.3]))
+# Every hidden and output activation with the first three costs; the later costs with
+# every output activation (their paths meet the hidden layers only through delta_L).
+FIRST_COSTS = ("mse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy")
+PAIRINGS = [
+    *itertools.product(activations.NAMES, activations.NAMES, FIRST_COSTS, [0.0, 0.3]),
+    *(
+        (activations.NAMES[i % len(activations.NAMES)], output, cost, l2)
+        for i, (output, cost, l2) in enumerate(
+            itertools.product(
+                activations.NAMES, sorted(set(losses.NAMES) - set(FIRST_COSTS)), [0.0, 0.3]
+            )
+        )
+    ),
+]
 
 
 @pytest.mark.parametrize(("hidden", "output", "cost", "l2"), PAIRINGS)

@@ -35,7 +35,7 @@ def test_grad_matches_autodiff_in_float64(name, kind, getkey):
     out = 3.0 * jax.random.normal(getkey(), (7, 5), jnp.float64)
     y = _targets(name, getkey(), out.shape, kind)
     # Same closed form both ways; 1e-14 absolute is a few ulps of O(1/size) entries.
-    np.testing.assert_allclose(cost.grad(out, y), jax.grad(cost.value)(out, y), atol=1e-14)
+    np.testing.assert_allclose(cost.output_delta(out, y), jax.grad(cost.loss)(out, y), atol=1e-14)
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES[1:])
@@ -44,15 +44,15 @@ def test_logit_losses_are_stable_for_huge_logits(name, kind, dtype, getkey):
     cost = losses.get(name)
     out = (1e4 * jnp.sign(jax.random.normal(getkey(), (6, 4)))).astype(dtype)
     y = _targets(name, getkey(), out.shape, kind).astype(dtype if kind != "labels" else jnp.int32)
-    value = cost.value(out, y)
-    grad = cost.grad(out, y)
+    value = cost.loss(out, y)
+    grad = cost.output_delta(out, y)
     assert jnp.isfinite(value) and jnp.all(jnp.isfinite(grad))
     # The fused gradient is softmax/sigmoid minus the target: entries in [-1, 1] / n.
     assert float(jnp.max(jnp.abs(grad))) <= 1.0
     # Saturated softmax/sigmoid are exactly 0 or 1, so the engines differ by the
     # rounding of "p * sum(y) - y" against autodiff's order of the same terms.
     eps = float(jnp.finfo(dtype).eps)
-    want = jax.grad(cost.value)(out, y)
+    want = jax.grad(cost.loss)(out, y)
     np.testing.assert_allclose(grad, want, rtol=4 * eps, atol=eps / out.size)
 
 
@@ -61,18 +61,20 @@ def test_softmax_label_and_onehot_forms_agree(getkey):
     out = jax.random.normal(getkey(), (9, 4), jnp.float64)
     labels = jax.random.randint(getkey(), (9,), 0, 4)
     onehot = jax.nn.one_hot(labels, 4, dtype=jnp.float64)
-    np.testing.assert_allclose(cost.value(out, labels), cost.value(out, onehot), rtol=1e-15)
-    np.testing.assert_allclose(cost.grad(out, labels), cost.grad(out, onehot), atol=1e-16)
+    np.testing.assert_allclose(cost.loss(out, labels), cost.loss(out, onehot), rtol=1e-15)
+    np.testing.assert_allclose(
+        cost.output_delta(out, labels), cost.output_delta(out, onehot), atol=1e-16
+    )
 
 
 def test_costs_average_like_torch_reduction_mean():
     out = jnp.array([[0.0, 2.0], [1.0, -1.0]], jnp.float64)
     y = jnp.array([[1.0, 0.0], [0.0, 1.0]], jnp.float64)
-    np.testing.assert_allclose(losses.get("mse").value(out, y), (1 + 4 + 1 + 4) / 4)
+    np.testing.assert_allclose(losses.get("mse").loss(out, y), (1 + 4 + 1 + 4) / 4)
     bce = np.mean(np.log1p(np.exp(np.asarray(out))) - np.asarray(y) * np.asarray(out))
-    np.testing.assert_allclose(losses.get("sigmoid_binary_cross_entropy").value(out, y), bce)
+    np.testing.assert_allclose(losses.get("sigmoid_binary_cross_entropy").loss(out, y), bce)
     ce = -np.mean([out[0, 0] - np.log(1 + np.exp(2.0)), out[1, 1] - np.log(np.exp(1) + np.exp(-1))])
-    np.testing.assert_allclose(losses.get("softmax_cross_entropy").value(out, y), ce)
+    np.testing.assert_allclose(losses.get("softmax_cross_entropy").loss(out, y), ce)
 
 
 def test_weight_penalty_skips_biases():
@@ -113,7 +115,7 @@ def test_weight_penalty_skips_biases():
 def test_targets_that_do_not_fit_are_named(name, y, message):
     n_out = 1 if name != "softmax_cross_entropy" else 3
     with pytest.raises(ValueError, match=message):
-        losses.get(name).check_targets(y, (4, n_out))
+        losses.check_targets(losses.get(name), y, (4, n_out))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

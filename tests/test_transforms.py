@@ -98,7 +98,7 @@ def _loss_with_offsets(net, params, x, y, offsets):
     a = x
     for layer, act, e in zip(params, net.layer_activations, offsets, strict=True):
         a = act.fn(a @ layer["w"] + layer["b"][None, :] + e)
-    return funcbp.losses.get(net.cost).value(a, y)
+    return funcbp.losses.get(net.cost).loss(a, y)
 
 
 @pytest.mark.parametrize("output", ["identity", "sigmoid"])

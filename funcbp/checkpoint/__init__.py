@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,16 +42,17 @@ import optax
 
 from funcbp import optim
 from funcbp._jax import atomic
+from funcbp.activations import Activation
 from funcbp.checkpoint import _format1
+from funcbp.checkpoint._net_spec import net_from_spec, net_spec
 from funcbp.errors import CheckpointError
+from funcbp.losses import Cost
 from funcbp.mlp import MLP
 from funcbp.train import Progress, TrainState, init_progress, init_state
 
 FORMAT = "funcbp.checkpoint/2"
 _META = "__meta__"
 _STEP_FILE = re.compile(r"step-(\d+)\.npz")
-_NET_FIELDS = ("sizes", "activation", "output_activation", "cost", "l2", "initializer",
-               "compute_dtype")  # fmt: skip
 _PROGRESS_SCALARS = ("epoch", "best", "best_epoch", "stopped")
 
 
@@ -62,43 +63,6 @@ class Checkpoint(NamedTuple):
     progress: Progress
     meta: dict[str, Any]  # the file's metadata as stored: format, step, epoch, net, ... (JSON)
     net: MLP | None  # the network, when the metadata names one
-
-
-def net_spec(net: MLP) -> dict[str, Any]:
-    """``net``'s fields as JSON-ready values (tuples as lists); ``net_from_spec`` inverts it.
-
-    Example: ``{"sizes": [4, 8, 3], "activation": "tanh", "output_activation":
-    "identity", "cost": "mse", "l2": 0.0, "initializer": "auto", "compute_dtype": None}``.
-
-    Raises:
-      ValueError: ``net`` is not an ``MLP``, or holds an object where a file needs a name.
-    """
-    if not isinstance(net, MLP):
-        raise ValueError(f"net must be a funcbp.MLP, got {type(net).__name__}")
-    bad = [v for v in (*net.layer_names, net.cost, net.initializer) if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"a checkpoint records a network by names; this one has {bad[0]!r}")
-    spec = {field: getattr(net, field) for field in _NET_FIELDS}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in spec.items()}
-
-
-def net_from_spec(spec: Mapping[str, Any]) -> MLP:
-    """The ``MLP`` that ``spec`` (``net_spec``'s form) describes; absent fields: the defaults.
-
-    Raises:
-      ValueError: ``spec`` is not a mapping, has a field ``MLP`` lacks, or a value
-        ``MLP`` refuses (its message).
-    """
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"a network spec must be a mapping, got {type(spec).__name__}")
-    unknown = sorted(set(spec) - set(_NET_FIELDS))
-    if unknown:
-        raise ValueError(
-            f"network spec field {unknown[0]!r} is not an MLP field ({', '.join(_NET_FIELDS)})"
-        )
-    if "sizes" not in spec:
-        raise ValueError("network spec needs 'sizes'")
-    return MLP(**spec)  # MLP turns the lists back into tuples
 
 
 def save_checkpoint(
@@ -132,14 +96,19 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: str | Path, like: tuple[TrainState, Progress] | None = None, *, which: str = "latest"
+    path: str | Path,
+    like: tuple[TrainState, Progress] | None = None,
+    *,
+    which: str = "latest",
+    pieces: Sequence[Activation | Cost] = (),
 ) -> Checkpoint:
     """Reads a checkpoint file, or the ``which`` ("latest"/"best") one of a run directory.
 
     ``like`` is a ``(TrainState, Progress)`` of arrays or ``jax.ShapeDtypeStruct``s
     to fill; without it the structure is rebuilt from the metadata's ``net`` and
-    ``optimizer`` (as ``funcbp train`` writes them). Reads formats
-    ``funcbp.checkpoint/2`` and ``/1``.
+    ``optimizer`` (as ``funcbp train`` writes them), with ``pieces``: the user
+    activations and costs its network names. Reads formats ``funcbp.checkpoint/2``
+    and ``/1``.
 
     Raises:
       CheckpointError: no checkpoint there, a truncated, foreign or newer-format
@@ -157,7 +126,7 @@ def load_checkpoint(
             )
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     try:  # metadata written by another version, or edited by hand
-        net = net_from_spec(meta["net"]) if "net" in meta else None
+        net = net_from_spec(meta["net"], pieces) if "net" in meta else None
         if version == _format1.FORMAT:
             stored, entries = _format1.upgrade(path, stored, meta["dtypes"])
         else:

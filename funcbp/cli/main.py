@@ -322,7 +322,7 @@ def _flag_network(args: argparse.Namespace, key):
     net = _config.build_mlp(args.sizes, options, name=flag)
     x, y = _random_batch(net, key, args.batch)
     try:  # a width the cost does not take (one softmax output)
-        losses.get(net.cost).check_targets(y, (args.batch, net.sizes[-1]))
+        losses.check_targets(net.resolved_cost, y, (args.batch, net.sizes[-1]))
     except ValueError as err:
         raise ConfigError(f"{flag('cost')}: {err}") from None
     return net, (x, y)

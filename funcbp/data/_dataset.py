@@ -246,7 +246,7 @@ def check_fits(data: Dataset | tuple[np.ndarray, np.ndarray], net: MLP) -> None:
             "whole numbers >= 0 (or use cost mse for regression values)"
         )
     try:
-        losses.get(net.cost).check_targets(y, (x.shape[0], net.sizes[-1]))
+        losses.check_targets(net.resolved_cost, y, (x.shape[0], net.sizes[-1]))
     except ValueError as err:
         raise DataError(f"{where}: {err}") from None
 
