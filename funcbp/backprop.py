@@ -170,7 +170,8 @@ def forward(net: Network, params: Params, x: Array, key: Array | None = None) ->
     x = x if compute is None else x.astype(compute)
     a = x
     rates = net.hidden_dropout if key is not None else ()
-    keys = jax.random.split(key, len(rates)) if any(rates) else ()
+    dropping = any(rates)
+    keys = jax.random.split(key, len(rates)) if dropping else ()
     for layer, act in enumerate(net.layer_activations):
         w, b = params[layer]["w"], params[layer]["b"]
         if compute is None:
@@ -181,7 +182,7 @@ def forward(net: Network, params: Params, x: Array, key: Array | None = None) ->
         a = act.fn(z)
         pre.append(z)
         post.append(a)
-        if layer < len(keys) and rates[layer]:
+        if dropping and layer < len(rates) and rates[layer]:
             keep = jax.random.bernoulli(keys[layer], 1.0 - rates[layer], a.shape)
             kept.append(keep.astype(a.dtype) / jnp.asarray(1.0 - rates[layer], a.dtype))
             a = a * kept[-1]
@@ -189,7 +190,7 @@ def forward(net: Network, params: Params, x: Array, key: Array | None = None) ->
             kept.append(None)
     if compute is not None:
         post[-1] = post[-1].astype(params[-1]["w"].dtype)
-    return ForwardCache(x, tuple(pre), tuple(post), tuple(kept) if keys else ())
+    return ForwardCache(x, tuple(pre), tuple(post), tuple(kept) if dropping else ())
 
 
 def _compute_dtype(net: Network) -> jnp.dtype | None:

@@ -46,8 +46,8 @@ def check_gradients(
         both = _both_engines(net)
         (bp, ad), (bp64, ad64) = both(params, x, y), both(params64, x64, y64)
         return _scalar_check(
-            f"check_gradients {net.sizes} {net.hidden_activations or ''} "
-            f"-> {net.output_activation}, {net.cost}",
+            f"check_gradients {net.sizes} {net.layer_names[:-1] or ''} "
+            f"-> {net.layer_names[-1]}, {net.resolved_cost.name}",
             params,
             {"backprop": (bp, bp64), "autodiff": (ad, ad64)},
             _loss_of_leaves(net, jax.tree.structure(params)),
@@ -205,8 +205,7 @@ def check_hvp(
             differences = fds.gradient_along(gradient, params64, v64, options.step)
             reports.append(
                 compare(
-                    f"check_hvp {net.sizes} {net.hidden_activations or ''} "
-                    f"-> {net.output_activation}",
+                    f"check_hvp {net.sizes} {net.layer_names[:-1] or ''} -> {net.layer_names[-1]}",
                     "hessian-vector",
                     options.step,
                     params,
