@@ -32,6 +32,8 @@ from funcbp.errors import CheckpointError, ConfigError, DataError
 from funcbp.gradcheck import (
     CheckOptions,
     GradientReport,
+    check_activation,
+    check_cost,
     check_grad,
     check_gradients,
     check_hvp,
@@ -73,6 +75,8 @@ __all__ = [
     "TrainingDiverged",
     "activations",
     "backprop",
+    "check_activation",
+    "check_cost",
     "check_grad",
     "check_gradients",
     "check_hvp",
