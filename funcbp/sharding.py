@@ -1,7 +1,8 @@
 """Data parallelism over a one-axis ``data`` mesh: the data split by rows, the rest replicated.
 
-``fit`` puts the parameters and optimizer state on every device of the mesh and
-the training and evaluation rows split along ``data``: each device holds
+``fit`` puts the parameters, optimizer state and backward rule state
+(``TrainState``) on every device of the mesh and the training and evaluation
+rows (with their sample weights, if any) split along ``data``: each device holds
 ``n / devices`` of them and each process copies only its own devices' rows.
 Inside the compiled epoch every mini-batch is gathered from the split rows (XLA
 gathers locally, then all-reduces the batch, never the data set) and constrained
@@ -106,7 +107,8 @@ def split_rows(tree: Any, mesh: Mesh | None) -> Any:
 
     Every process passes all ``n`` rows and copies only those of its own devices.
     When ``n`` does not divide over the devices, zero rows pad it to the next
-    multiple (the caller must not train on them: ``make_epoch(samples=n)``).
+    multiple (the caller must not train on them: ``make_epoch(samples=n)``; padded
+    sample weights are 0, so they would count in no weighted mean either).
     Without a mesh the arrays go to the one device as they are.
     """
     if mesh is None:

@@ -1,7 +1,7 @@
 """Checkpoints: a training run's state in one ``.npz`` file that cannot run code on load.
 
-A checkpoint holds a ``TrainState`` (parameters, optimizer state, step, RNG key)
-and the ``Progress`` of ``fit`` as arrays, read back with
+A checkpoint holds a ``TrainState`` (parameters, optimizer state, step, RNG key,
+a backward rule's state) and the ``Progress`` of ``fit`` as arrays, read back with
 ``np.load(allow_pickle=False)``: no pickle anywhere. Its JSON metadata is stored
 inside the file and beside it as ``NAME.json`` for people and tools.
 
@@ -10,14 +10,17 @@ where it sits in today's Python objects, so that files outlive refactors::
 
     params/<layer>/w, params/<layer>/b     [n_in, n_out], [n_out]
     opt_state/000, opt_state/001, ...      the optimizer state's leaves, in flatten order
+    rule_state/000, rule_state/001, ...    a BackwardRule's state leaves, in flatten order
+                                           (none for backprop and rules without state)
     step, key                              [] int32; the training key's bits
     progress/epoch, progress/best, progress/best_epoch, progress/stopped
     progress/best_params/<layer>/w, ...    early stopping only
 
 Its metadata holds ``format``, ``step``, ``epoch``, ``net`` (``net_spec``),
 ``optimizer`` (``{"name", "learning_rate", "options"}`` of ``funcbp.optim.make``),
-the caller's own keys, and ``arrays``: each array's dtype and shape (and a
-key's impl), so that a mismatch names the array. Files of the previous format,
+``rule`` (a ``BackwardRule``'s name, when the caller gives one), the caller's own
+keys, and ``arrays``: each array's dtype and shape (and a key's impl), so that a
+mismatch names the array. Files of the previous format,
 ``funcbp.checkpoint/1`` (funcbp 0.1: arrays named by pytree paths), load too.
 
 Every file is written under a temporary name, flushed to disk and renamed over
@@ -43,6 +46,7 @@ import optax
 from funcbp import optim
 from funcbp._jax import atomic
 from funcbp.activations import Activation
+from funcbp.backprop import BACKPROP, BackwardRule
 from funcbp.checkpoint import _format1
 from funcbp.checkpoint._net_spec import net_from_spec, net_spec
 from funcbp.errors import CheckpointError
@@ -73,7 +77,8 @@ def save_checkpoint(
     ``meta`` is any JSON-ready dict; give it ``net`` (an ``MLP``, or its fields as
     ``net_spec`` writes them) and ``optimizer`` (``{"name", "learning_rate",
     "options"}`` of ``funcbp.optim.make``) so that ``load_checkpoint`` can rebuild
-    the state without a template. Both are checked and stored in their spec form.
+    the state without a template. Both are checked and stored in their spec form;
+    ``rule`` (a ``funcbp.BackwardRule`` or its name) is stored as its name.
 
     Raises:
       ValueError: ``meta``'s ``net`` or ``optimizer`` does not build one.
@@ -88,6 +93,8 @@ def save_checkpoint(
         meta["net"] = net_spec(net if isinstance(net, MLP) else net_from_spec(net))
     if "optimizer" in meta:
         meta["optimizer"], _ = _optimizer(meta["optimizer"])
+    if isinstance(meta.get("rule"), BackwardRule):
+        meta["rule"] = meta["rule"].name
     meta.update(format=FORMAT, step=int(state.step), epoch=int(progress.epoch), arrays=entries)
     text = json.dumps(meta, indent=2) + "\n"
     atomic.write(path.with_suffix(".json"), text.encode())
@@ -101,14 +108,17 @@ def load_checkpoint(
     *,
     which: str = "latest",
     pieces: Sequence[Activation | Cost] = (),
+    rule: BackwardRule | None = None,
 ) -> Checkpoint:
     """Reads a checkpoint file, or the ``which`` ("latest"/"best") one of a run directory.
 
     ``like`` is a ``(TrainState, Progress)`` of arrays or ``jax.ShapeDtypeStruct``s
     to fill; without it the structure is rebuilt from the metadata's ``net`` and
     ``optimizer`` (as ``funcbp train`` writes them), with ``pieces``: the user
-    activations and costs its network names. Reads formats ``funcbp.checkpoint/2``
-    and ``/1``.
+    activations and costs its network names, and ``rule``: the ``BackwardRule`` it
+    was trained with, needed when the file holds a rule state (``rule_state/...``)
+    to rebuild it (a file without one loads with ``rule_state=()``). Reads formats
+    ``funcbp.checkpoint/2`` and ``/1``.
 
     Raises:
       CheckpointError: no checkpoint there, a truncated, foreign or newer-format
@@ -131,8 +141,9 @@ def load_checkpoint(
             stored, entries = _format1.upgrade(path, stored, meta["dtypes"])
         else:
             entries = meta["arrays"]
+        rule = _rule(path, meta, entries, rule, needed=like is None)
         if like is None:
-            like = _template(path, meta, net, entries)
+            like = _template(path, meta, net, entries, rule)
         state, progress = _fill(path, like, stored, entries)
     except CheckpointError:
         raise
@@ -208,13 +219,18 @@ def _map_named(
                 for i, layer in enumerate(params)]  # fmt: skip
 
     params = layers("params", state.params)  # first: a network that does not fit shows here
-    leaves, treedef = jax.tree.flatten(state.opt_state)
-    opt_leaves = [fn(f"opt_state/{j:03d}", leaf) for j, leaf in enumerate(leaves)]
+
+    def numbered(prefix: str, tree):
+        leaves, treedef = jax.tree.flatten(tree)
+        return jax.tree.unflatten(treedef, [fn(f"{prefix}/{j:03d}", leaf)
+                                            for j, leaf in enumerate(leaves)])  # fmt: skip
+
     new_state = TrainState(
         params=params,
-        opt_state=jax.tree.unflatten(treedef, opt_leaves),
+        opt_state=numbered("opt_state", state.opt_state),
         step=fn("step", state.step),
         key=fn("key", state.key),
+        rule_state=numbered("rule_state", state.rule_state),
     )
     best_params = progress.best_params
     new_progress = Progress(
@@ -323,8 +339,9 @@ def _optimizer(spec: Mapping[str, Any]) -> tuple[dict[str, Any], optax.GradientT
     )
 
 
-def _template(path: Path, meta: dict, net: MLP | None, entries: Mapping[str, Any]):
-    """The ``(TrainState, Progress)`` shapes the metadata's network and optimizer give."""
+def _template(path: Path, meta: dict, net: MLP | None, entries: Mapping[str, Any], rule):
+    """The ``(TrainState, Progress)`` shapes the metadata's network, optimizer and (for a
+    file with a rule state) ``rule`` give."""
     if net is None or "optimizer" not in meta:
         raise CheckpointError(
             f"{path} does not name its network and optimizer; pass like=(state, progress)"
@@ -336,7 +353,25 @@ def _template(path: Path, meta: dict, net: MLP | None, entries: Mapping[str, Any
     patience = 1 if "progress/best_params/0/w" in entries else None  # early stopping's copy
 
     def fresh():
-        state = init_state(net, optimizer, seed, dtype)
+        state = init_state(net, optimizer, seed, dtype, rule)
         return state, init_progress(state, patience)
 
     return jax.eval_shape(fresh)
+
+
+def _rule(path: Path, meta: dict, entries: Mapping[str, Any], rule, needed: bool):
+    """The rule whose state the file holds: ``rule``, checked against the metadata's name;
+    ``needed`` (no template given): refused unless given for a file with a rule state."""
+    named = meta.get("rule")
+    if rule is not None and not isinstance(rule, BackwardRule):
+        raise CheckpointError(f"rule must be a funcbp.BackwardRule, got {rule!r}")
+    if rule is not None and named is not None and rule.name != named:
+        raise CheckpointError(
+            f"{path} was trained with the backward rule {named!r}, not {rule.name!r}"
+        )
+    if needed and rule is None and any(name.startswith("rule_state/") for name in entries):
+        which = f"the backward rule {named!r}" if named else "a backward rule"
+        raise CheckpointError(
+            f"{path} holds the state of {which}; pass it: load_checkpoint(path, rule=...)"
+        )
+    return BACKPROP if rule is None else rule

@@ -1,24 +1,19 @@
 """Training in two layers: pure, jit-able building blocks and the host-side driver.
 
 * ``funcbp.train._step``: ``TrainState``, ``init_state``, ``make_train_step`` (gradient
-  by either engine + optax update), ``make_epoch`` (an on-device shuffle, then
-  ``lax.scan`` over the mini-batches), ``evaluate`` and the ``Progress`` carried
-  on the device; a research script can ``jax.jit`` any of them itself.
+  by an engine, ``"backprop"``, ``"autodiff"`` or a ``funcbp.BackwardRule``, then the
+  optax update), ``make_epoch`` (an on-device shuffle, then ``lax.scan`` over the
+  mini-batches), ``evaluate`` and the ``Progress`` carried on the device; a research
+  script can ``jax.jit`` any of them itself.
 * ``funcbp.train._fit``: ``fit`` and ``fit_blocks``, which check and place the data
-  and run ``funcbp.train._block``'s compiled block of epochs (evaluation and early
-  stopping on the device, one host synchronisation per block), configured by one
-  ``FitOptions`` (``funcbp.train._options``).
+  (``funcbp.train._data``: data sets and sample weights) and run
+  ``funcbp.train._block``'s compiled block of epochs (evaluation and early stopping on
+  the device, one host synchronisation per block), configured by one ``FitOptions``
+  (``funcbp.train._options``).
 """
 
-from funcbp.train._fit import (
-    Block,
-    TrainingDiverged,
-    eval_sets_on_devices,
-    fit,
-    fit_blocks,
-    inputs_in_dtype,
-    lower_block,
-)
+from funcbp.train._data import eval_sets_on_devices, inputs_in_dtype
+from funcbp.train._fit import Block, TrainingDiverged, fit, fit_blocks, lower_block
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
     ENGINES,

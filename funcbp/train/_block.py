@@ -44,11 +44,12 @@ def block_program(
     mesh: Mesh | None,
     samples: int,
 ) -> SharedProgram:
-    """``run(state, progress, limit, x, y, eval_data) -> (state, progress, outcome)``.
+    """``run(state, progress, limit, x, y, w, eval_data) -> (state, progress, outcome)``.
 
     Up to ``options.epochs_per_call`` epochs on the first ``samples`` rows of ``x``
-    (the rest pad it to divide over ``mesh``), each then evaluated on
-    ``eval_data`` (``{name: (x, y)}``, the first ``n`` rows of each as
+    (the rest pad it to divide over ``mesh``), weighted by ``w`` ``[n]`` (``None``:
+    unweighted), each then evaluated on ``eval_data`` (``{name: (x, y)}`` or
+    ``(x, y, w)``, the first ``n`` rows of each as
     ``eval_rows`` ``((name, n), ...)`` says), fewer when ``progress.epoch`` reaches
     ``limit`` or the run stops. ``outcome``: ``(columns, ran, nonfinite_step,
     params_finite)``, ``columns`` ``{metric: [epochs_per_call]}``.
@@ -69,14 +70,14 @@ def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples
                           samples=samples)  # fmt: skip
     monitor = f"{eval_rows[0][0]}_loss" if eval_rows else None
 
-    def one_epoch(state, progress, x, y, eval_data):
+    def one_epoch(state, progress, x, y, w, eval_data):
         """One epoch, then evaluation: ``(state, progress, metrics, nonfinite_step)``.
 
         ``nonfinite_step`` is the 1-based number of the first step whose loss is not
         finite, 0 when all are.
         """
         steps_before = state.step
-        state, (losses, aux) = epoch_fn(state, x, y)
+        state, (losses, aux) = epoch_fn(state, x, y, w)
         finite = jnp.isfinite(losses)
         nonfinite_step = jnp.where(
             finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
@@ -102,10 +103,10 @@ def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples
     # inlines the call: the compiled program is the same).
     one_epoch = jax.jit(one_epoch)
 
-    def block(state, progress, limit, x, y, eval_data):
+    def block(state, progress, limit, x, y, w, eval_data):
         # Up to per_call epochs, fewer when the run reaches `limit` or stops (early
         # stopping, a non-finite loss): a while loop, so no epoch is skipped in a branch.
-        shapes = jax.eval_shape(one_epoch, state, progress, x, y, eval_data)[2]
+        shapes = jax.eval_shape(one_epoch, state, progress, x, y, w, eval_data)[2]
         columns = jax.tree.map(lambda s: jnp.zeros((per_call, *s.shape), s.dtype), shapes)
 
         def more(carry):
@@ -114,7 +115,8 @@ def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples
 
         def epoch(carry):
             ran, state, progress, columns, _ = carry
-            state, progress, metrics, nonfinite_step = one_epoch(state, progress, x, y, eval_data)
+            state, progress, metrics, nonfinite_step = one_epoch(state, progress, x, y, w,
+                                                                 eval_data)  # fmt: skip
             columns = jax.tree.map(
                 lambda c, value: jax.lax.dynamic_update_index_in_dim(c, value, ran, 0),
                 columns,

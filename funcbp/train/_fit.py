@@ -2,13 +2,13 @@
 devices, run the compiled blocks of epochs and turn their output into a history.
 
 How they train is one ``FitOptions``; each of their keywords beyond the data
-(``epochs=5``, ``batch_size=32``, ...) overrides one of its fields.
+(``epochs=5``, ``batch_size=32``, ...) overrides one of its fields, except
+``sample_weight``, which goes with the training data (``funcbp.train._data``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -19,15 +19,15 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from funcbp import data as _data
 from funcbp import diagnostics as _diagnostics
 from funcbp import sharding
 from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.options import with_overrides
-from funcbp.errors import DataError
+from funcbp.backprop import BACKPROP, BackwardRule
 from funcbp.mlp import MLP
 from funcbp.train import _memory
 from funcbp.train._block import block_program
+from funcbp.train._data import checked_arrays, eval_sets_on_devices, placed
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
     MAX_COUNT,
@@ -96,16 +96,20 @@ def fit(
     Args:
       net: the network spec.
       optimizer: any optax ``GradientTransformation`` (see ``funcbp.optim``).
-      train: a ``funcbp.data.Dataset`` or an ``(x, y)`` pair.
+      train: a ``funcbp.data.Dataset`` (weighted when its ``sample_weight`` is set),
+        an ``(x, y)`` pair or an ``(x, y, sample_weight)`` triple.
       options: how to train (``FitOptions``: epochs, batch_size, engine, patience,
         dtype, epochs_per_call, diagnostics_every, devices).
-      eval: ``{name: dataset}`` evaluated after every epoch; the first one is
-        monitored for early stopping.
+      eval: ``{name: dataset}`` evaluated after every epoch (never dropping out; a
+        weighted set's loss is the weighted mean, its accuracy unweighted); the
+        first one is monitored for early stopping.
       key: seeds the initial parameters and the shuffling.
       state: continue from this state instead of initialising one.
       callback: called with the history after each block of epochs.
       **overrides: ``FitOptions`` fields (``epochs=5, batch_size=32``), replacing
-        those of ``options``, or making them without it.
+        those of ``options``, or making them without it; and ``sample_weight``
+        ``[n]``, the training rows' weights (finite, ``>= 0``, not all zero): each
+        step's loss is their weighted mean.
 
     Returns:
       The final ``TrainState`` (best parameters when early stopping restored them)
@@ -117,11 +121,14 @@ def fit(
     Raises:
       TrainingDiverged: a training loss was NaN or infinite (training stops there).
     """
+    weights = overrides.pop("sample_weight", None)
     options = with_overrides(FitOptions, options, overrides, "fit")
     if options.epochs_per_call is None and callback is None:  # no one to report to
         options = dataclasses.replace(options, epochs_per_call=options.epochs)
     history: dict[str, list] = {"epoch": [], "train_loss": []}
-    for block in fit_blocks(net, optimizer, train, options, eval=eval, key=key, state=state):
+    blocks = fit_blocks(net, optimizer, train, options, eval=eval, key=key, state=state,
+                        sample_weight=weights)  # fmt: skip
+    for block in blocks:
         for name, values in block.columns.items():
             history.setdefault(name, []).extend(values)
         if block.diverged:
@@ -159,8 +166,9 @@ def fit_blocks(
     the batch size must divide over them. Data already split over a mesh
     (``sharding.rows_from_processes``) trains on that mesh's devices.
     """
+    weights = overrides.pop("sample_weight", None)
     options = with_overrides(FitOptions, options, overrides, "fit_blocks")
-    run = _prepare(net, optimizer, train, options, eval, key, state, progress)
+    run = _prepare(net, optimizer, (train, weights), options, eval, key, state, progress)
     # Arguments are checked above, when fit_blocks is called; training runs as it is iterated.
     return _blocks(run)
 
@@ -179,8 +187,9 @@ def lower_block(
     Arguments as ``fit_blocks``'; ``.compile().as_text()`` is the program XLA runs
     (how it splits the data over the devices, which kernels it fuses).
     """
+    weights = overrides.pop("sample_weight", None)
     options = with_overrides(FitOptions, options, overrides, "lower_block")
-    run = _prepare(net, optimizer, train, options, eval, None, None, None)
+    run = _prepare(net, optimizer, (train, weights), options, eval, None, None, None)
     with sharding.on_mesh(run.mesh):
         return run.program.lower(run.state, run.progress, run.limit, *run.data)
 
@@ -193,19 +202,20 @@ class _Run(NamedTuple):
     state: TrainState
     progress: Progress
     limit: Array  # shape=(), int32: the run's epochs
-    data: tuple  # (x, y, {name: (x, y)}): training rows and evaluation sets, placed
+    data: tuple  # (x, y, w or None, {name: (x, y[, w])}): training rows and eval sets, placed
 
 
 def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progress) -> _Run:
-    """Checks the data against ``net`` and ``options``, places it, and finds the block."""
+    """Checks the data (``train``: the data set and ``sample_weight=``) against ``net``
+    and ``options``, places it, and finds the block."""
     if eval is not None and not isinstance(eval, Mapping):
         raise ValueError(
             f"eval must be a mapping {{name: dataset}}, such as {{'test': (x, y)}}, got "
             f"{type(eval).__name__}"
         )
     check_optimizer(optimizer)
-    x, y = _checked_arrays(train, net, "train")
-    eval_arrays = {name: _checked_arrays(dataset, net, f"eval[{name!r}]")
+    x, y, w = checked_arrays(train[0], net, "train", sample_weight=train[1])
+    eval_arrays = {name: checked_arrays(dataset, net, f"eval[{name!r}]")
                    for name, dataset in (eval or {}).items()}  # fmt: skip
     batch_size = options.batch_size
     check_batch_size(batch_size, len(x))
@@ -220,13 +230,14 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
     mesh = _mesh_of(x, options.devices)
     sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
+    rule = options.engine if isinstance(options.engine, BackwardRule) else BACKPROP
     if state is not None:
-        check_state(net, optimizer, state)
+        check_state(net, optimizer, state, rule)
     devices = list(mesh.devices.flat) if mesh is not None else options.devices
     dtype = options.dtype if state is None else jnp.result_type(state.params[0]["w"])
-    needs = _memory.training_bytes(net, optimizer, dtype, data=[(x, y), *eval_arrays.values()],
+    needs = _memory.training_bytes(net, optimizer, dtype, data=[(x, y, w), *eval_arrays.values()],
                                    batch=batch_size, patience=options.patience,
-                                   devices=len(devices or [None]))  # fmt: skip
+                                   devices=len(devices or [None]), rule=rule)  # fmt: skip
     # A given state's arrays are already in memory, and the run reuses them.
     held = {id(a): a.nbytes for a in jax.tree.leaves((state, progress)) if isinstance(a, jax.Array)}
     refuse_unless_fits(
@@ -237,7 +248,8 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
         "use narrower or fewer layers, a smaller batch_size or less data",
     )
     if state is None:
-        state = init_state(net, optimizer, jax.random.key(0) if key is None else key, options.dtype)
+        key = jax.random.key(0) if key is None else key
+        state = init_state(net, optimizer, key, options.dtype, rule)
     if progress is None:
         progress = init_progress(state, options.patience)
     dtype = jnp.result_type(state.params[0]["w"])
@@ -245,14 +257,21 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
     program = block_program(net, optimizer, options, eval_rows, mesh, len(x))
     state, progress = sharding.replicate((state, progress), mesh)
     # The training rows split over the devices (padded to divide), as the evaluation sets.
-    xs, ys = inputs_in_dtype(x, y, dtype, functools.partial(sharding.split_rows, mesh=mesh))
+    xs, ys, ws = placed((x, y, w), dtype, mesh)
     limit = jnp.asarray(options.epochs, jnp.int32)
-    return _Run(program, mesh, state, progress, limit, (xs, ys, device_eval))
+    return _Run(program, mesh, state, progress, limit, (xs, ys, ws, device_eval))
 
 
-def check_state(net: MLP, optimizer: optax.GradientTransformation, state: TrainState) -> None:
-    """Refuses (``ValueError``) a ``state`` whose parameters do not fit ``net`` or whose
-    optimizer state is not the one ``optimizer`` makes (another optimizer's)."""
+def check_state(
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    state: TrainState,
+    rule: BackwardRule = BACKPROP,
+) -> None:
+    """Refuses (``ValueError``) a ``state`` whose parameters do not fit ``net``, whose
+    optimizer state is not the one ``optimizer`` makes (another optimizer's) or, for a
+    ``rule`` with state, whose ``rule_state`` is not the one ``rule`` makes (a rule
+    without state, backprop's, passes any ``rule_state`` on unchanged)."""
     if not isinstance(state, TrainState):
         raise ValueError(f"state must be a TrainState (init_state), got {type(state).__name__}")
     net.check_call(state.params, np.zeros((1, net.sizes[0]), np.float32))
@@ -266,6 +285,17 @@ def check_state(net: MLP, optimizer: optax.GradientTransformation, state: TrainS
             f"optimizer makes ({_state_kind(expected)}); it seems to come from another "
             "optimizer: pass the optimizer it was trained with, or a fresh init_state(net, "
             "optimizer, key)"
+        )
+    if rule.init is BACKPROP.init:
+        return
+    expected = _memory.rule_state_shapes(rule, net, dtype)
+    shapes = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(state.rule_state)]
+    wanted = [(a.shape, a.dtype) for a in jax.tree.leaves(expected)]
+    if jax.tree.structure(expected) != jax.tree.structure(state.rule_state) or shapes != wanted:
+        raise ValueError(
+            f"state: its rule_state ({len(shapes)} arrays) is not what the backward rule "
+            f"{rule.name!r} makes ({len(wanted)} arrays); pass the engine it was trained "
+            f"with, or a fresh init_state(net, optimizer, key, rule=...)"
         )
 
 
@@ -282,32 +312,6 @@ def _state_kind(opt_state) -> str:
     return ", ".join(dict.fromkeys(names)) or "no state"
 
 
-def _checked_arrays(dataset, net: MLP, what: str) -> tuple[Any, Any]:
-    """``(x, y)`` of a ``Dataset`` or pair, refused (``ValueError``) unless they fit ``net``.
-
-    Host data comes back as NumPy arrays. Global arrays split by rows
-    (``sharding.rows_from_processes``) stay where they are; the rows this process
-    holds are the ones checked.
-    """
-    if sharding.is_split_rows(dataset):  # never a Dataset: not a pytree of jax.Arrays
-        x, y = dataset
-        _data.check_fits((sharding.local_rows(x), sharding.local_rows(y)), net)
-        return x, y
-    if not isinstance(dataset, _data.Dataset):
-        if (
-            isinstance(dataset, str | bytes)
-            or not isinstance(dataset, Sequence | np.ndarray)
-            or len(dataset) != 2
-        ):
-            raise DataError(
-                f"{what} must be a funcbp.data.Dataset or an (x, y) pair of arrays, got "
-                f"{type(dataset).__name__}"
-            )
-        dataset = tuple(np.asarray(a) for a in dataset)
-    _data.check_fits(dataset, net)
-    return (dataset.x, dataset.y) if isinstance(dataset, _data.Dataset) else dataset
-
-
 def _mesh_of(x, devices: Sequence[jax.Device] | None):
     """The mesh ``fit`` trains on: that of data split over one, else one over ``devices``."""
     if not sharding.is_split_rows(x):
@@ -318,30 +322,6 @@ def _mesh_of(x, devices: Sequence[jax.Device] | None):
             f"devices: the data is split over {mesh.size} other devices; pass devices=None"
         )
     return mesh
-
-
-def inputs_in_dtype(x, y, dtype, place: Callable) -> tuple[Array, Array]:
-    """Inputs (and targets, unless integer labels) in ``dtype`` on the devices, as ``fit`` has them.
-
-    Host arrays are cast on the host, then ``place``d; global arrays are cast where they are.
-    """
-    if isinstance(x, jax.Array):  # already placed: sharding.rows_from_processes
-        return x.astype(dtype), y if y.ndim == 1 else y.astype(dtype)
-    return place((np.asarray(x, dtype), y if y.ndim == 1 else np.asarray(y, dtype)))
-
-
-def eval_sets_on_devices(
-    eval_arrays: Mapping[str, tuple[Any, Any]], dtype, mesh: Mesh | None
-) -> tuple[tuple[tuple[str, int], ...], dict[str, tuple[Array, Array]]]:
-    """Evaluation sets ``{name: (x, y)}`` as ``fit`` holds them: ``(rows, on_devices)``.
-
-    ``on_devices``: each set in ``dtype`` (``inputs_in_dtype``), split by rows over
-    the devices and padded to divide, so each device evaluates its share;
-    ``rows``: ``((name, n), ...)``, each set's real rows, for ``evaluate_sets``.
-    """
-    split = functools.partial(sharding.split_rows, mesh=mesh)
-    rows = tuple((name, len(x)) for name, (x, _) in eval_arrays.items())
-    return rows, {name: inputs_in_dtype(x, y, dtype, split) for name, (x, y) in eval_arrays.items()}
 
 
 def _blocks(run: _Run) -> Iterator[Block]:

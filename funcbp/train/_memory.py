@@ -18,19 +18,31 @@ from typing import Any
 import jax
 import numpy as np
 
+from funcbp.backprop import BACKPROP, BackwardRule
 from funcbp.mlp import MLP
 
 
-def opt_state_shapes(optimizer, net: MLP, dtype) -> Any:
-    """The optimizer state ``optimizer.init`` makes for ``net``'s parameters, as shapes."""
-    params = [
+def _param_shapes(net: MLP, dtype) -> list[dict[str, jax.ShapeDtypeStruct]]:
+    return [
         {
             "w": jax.ShapeDtypeStruct((n_in, n_out), dtype),
             "b": jax.ShapeDtypeStruct((n_out,), dtype),
         }
         for n_in, n_out, _ in net.init_rules
     ]
-    return jax.eval_shape(optimizer.init, params)
+
+
+def opt_state_shapes(optimizer, net: MLP, dtype) -> Any:
+    """The optimizer state ``optimizer.init`` makes for ``net``'s parameters, as shapes."""
+    return jax.eval_shape(optimizer.init, _param_shapes(net, dtype))
+
+
+def rule_state_shapes(rule: BackwardRule, net: MLP, dtype) -> Any:
+    """The state ``rule.init`` makes for ``net``'s parameters, as shapes (``()`` for a rule
+    without state, traced not at all)."""
+    if rule.init is BACKPROP.init:
+        return ()
+    return jax.eval_shape(lambda p: rule.init(jax.random.key(0), net, p), _param_shapes(net, dtype))
 
 
 def tree_bytes(tree: Any) -> int:
@@ -52,18 +64,22 @@ def training_bytes(
     batch: int | None = None,
     patience: int | None = None,
     devices: int = 1,
+    rule: BackwardRule | None = None,
 ) -> dict[str, int]:
     """Bytes training ``net`` needs on each of ``devices``, by part.
 
     Args:
       dtype: the parameters' dtype.
-      data: ``(x [n, n_in], y [n] or [n, n_out])`` pairs placed on the devices (split
-        by rows), the training set first; none: the parameters and optimizer state only.
+      data: ``(x [n, n_in], y [n] or [n, n_out])`` pairs (or ``(x, y, sample_weight
+        [n])`` triples) placed on the devices (split by rows), the training set
+        first; none: the parameters and optimizer state only.
       batch: rows per step (``None``: the training set's ``n``).
       patience: early stopping keeps a copy of the best parameters.
+      rule: a ``funcbp.BackwardRule`` whose state (``rule_state_shapes``) counts too.
 
     Returns:
-      ``{"parameters", "optimizer state"}`` and, with ``data``, ``"gradients"``,
+      ``{"parameters", "optimizer state"}``, ``"rule state"`` for a rule with state,
+      and, with ``data``, ``"gradients"``,
       ``"data"`` (inputs in ``dtype``), ``"activations and deltas"`` (``z``, ``a`` and
       ``delta`` ``[batch / devices, n_l]`` per layer, or an evaluation set's forward
       pass if larger) and, with ``patience``, ``"best parameters"``.
@@ -72,6 +88,8 @@ def training_bytes(
     params = net.num_params * itemsize
     needs = {"parameters": params,
              "optimizer state": tree_bytes(opt_state_shapes(optimizer, net, dtype))}  # fmt: skip
+    if rule is not None and rule.init is not BACKPROP.init:
+        needs["rule state"] = tree_bytes(rule_state_shapes(rule, net, dtype))
     if not data:
         return needs
     widths = sum(net.sizes[1:])
@@ -80,12 +98,13 @@ def training_bytes(
         return -(-len(x) // devices)  # split over the devices, padded to divide
 
     placed = 0
-    for x, y in data:
+    for x, y, *weights in data:
         y_row = y.dtype.itemsize if y.ndim == 1 else math.prod(y.shape[1:]) * itemsize
-        placed += rows(x) * (math.prod(x.shape[1:]) * itemsize + y_row)
+        w_row = itemsize if weights and weights[0] is not None else 0
+        placed += rows(x) * (math.prod(x.shape[1:]) * itemsize + y_row + w_row)
     n_train = len(data[0][0])
     step_rows = -(-(n_train if batch is None else batch) // devices)
-    eval_rows = max((rows(x) for x, _ in data[1:]), default=0)
+    eval_rows = max((rows(pair[0]) for pair in data[1:]), default=0)
     activations = max(3 * step_rows, 2 * eval_rows) * widths * itemsize
     needs.update({"gradients": params, "data": placed, "activations and deltas": activations})
     if patience is not None:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcbp import sharding
+from funcbp.backprop import BackwardRule
 from funcbp.train._step import check_batch_size, check_count, check_engine
 
 
@@ -22,7 +23,9 @@ class FitOptions:
     Attributes:
       epochs: passes over the training data.
       batch_size: samples per step, or ``None`` for full-batch training.
-      engine: ``"backprop"`` (hand-derived) or ``"autodiff"`` (``jax.grad``).
+      engine: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a
+        ``funcbp.BackwardRule`` (the hand-derived pass with its feedback matrices; its
+        state lives in ``TrainState.rule_state``). ``funcbp.BACKPROP`` is ``"backprop"``.
       patience: stop after this many epochs without a better monitored loss (the
         first eval set's) and restore the best parameters; ``None``: never.
       dtype: parameter dtype of a fresh state (a ``jnp.dtype`` once made).
@@ -37,7 +40,7 @@ class FitOptions:
 
     epochs: int
     batch_size: int | None
-    engine: str = "backprop"
+    engine: str | BackwardRule = "backprop"
     patience: int | None = None
     dtype: Any = jnp.float32
     epochs_per_call: int | None = None
@@ -55,7 +58,7 @@ class FitOptions:
         check_batch_size(self.batch_size)
         if self.batch_size is not None:
             self._set("batch_size", int(self.batch_size))
-        check_engine(self.engine)
+        self._set("engine", check_engine(self.engine))
         try:
             self._set("dtype", jnp.dtype(self.dtype))
         except TypeError:

@@ -1,6 +1,7 @@
 """The pure, jit-able building blocks of training: state, step, epoch, evaluation, progress.
 
-``make_train_step`` is one gradient (by either engine) and optax update;
+``make_train_step`` is one gradient (by an engine: ``"backprop"``, ``"autodiff"`` or a
+``funcbp.BackwardRule``) and optax update;
 ``make_epoch`` one pass over the data: an on-device shuffle, then ``lax.scan``
 over the mini-batches. Both return ``(state, (loss or losses, aux))``, ``aux``
 a mapping that is empty unless diagnostics are on, so a caller never branches
@@ -10,6 +11,11 @@ Mini-batches: each epoch draws a fresh permutation and cuts it into
 ``n // batch_size`` full batches; the ``n % batch_size`` samples left over are
 skipped for that epoch (a different set each epoch), so every step sees a batch
 of the same shape and the epoch compiles once.
+
+Sample weights ``[n]`` (optional) travel with the rows, sliced by the same
+permutation, and make each step's loss their weighted mean. A network with
+dropout draws each step's masks from a key split off ``TrainState.key``; one
+without dropout splits nothing (its program is the plain one).
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ from funcbp import sharding
 from funcbp._jax.caches import bounded_cache
 from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.shared_program import SharedProgram
-from funcbp.backprop import backprop_with_cache
+from funcbp.backprop import BACKPROP, BackwardRule, backprop_with_cache
 from funcbp.mlp import MLP, check_key, initial_params
 from funcbp.train import _memory
 
 Array = jax.Array
 Params = list[dict[str, Array]]
 Aux = dict[str, Array]  # {} without diagnostics; funcbp.diagnostics' statistics with them
-ENGINES = ("backprop", "autodiff")
+ENGINES = ("backprop", "autodiff")  # the engines named by a string; a BackwardRule is one too
+Engine = str | BackwardRule
 
 
 class TrainState(NamedTuple):
@@ -45,28 +52,43 @@ class TrainState(NamedTuple):
     params: Params  # [{"w": [n_in, n_out], "b": [n_out]}, ...]
     opt_state: optax.OptState
     step: Array  # shape=(), int32: optimizer steps taken
-    key: Array  # jax.random.key: shuffling
+    key: Array  # jax.random.key: shuffling and dropout masks
+    rule_state: Any = ()  # the BackwardRule's state (its init's pytree); () for backprop
 
 
 def init_state(
-    net: MLP, optimizer: optax.GradientTransformation, key: Array, dtype=jnp.float32
+    net: MLP,
+    optimizer: optax.GradientTransformation,
+    key: Array,
+    dtype=jnp.float32,
+    rule: BackwardRule = BACKPROP,
 ) -> TrainState:
-    """Fresh parameters (``net.init``) and optimizer state; ``key`` seeds both.
+    """Fresh parameters (``net.init``), optimizer state and ``rule``'s state; ``key`` seeds all.
 
     ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
+    ``rule``: a ``funcbp.BackwardRule`` whose ``init`` makes ``rule_state`` from
+    ``jax.random.fold_in(k_params, 1)``, a key split off the parameters' own; a
+    rule without state (``BACKPROP``) draws nothing, so its parameters and
+    training key are those of ``init_state(net, optimizer, key)``.
     """
     check_key(key)
     check_optimizer(optimizer)
+    if not isinstance(rule, BackwardRule):
+        raise ValueError("rule must be a funcbp.BackwardRule (such as funcbp.BACKPROP), "
+                         f"got {rule!r}")  # fmt: skip
     dtype = jnp.dtype(dtype)
-    needs = _memory.training_bytes(net, optimizer, dtype)
+    needs = _memory.training_bytes(net, optimizer, dtype, rule=rule)
     refuse_unless_fits(f"init_state: the network {net.sizes}", needs)
-    params, opt_state, k_train = _initializer(net.init_rules, optimizer, dtype)(key)
-    return TrainState(params, opt_state, np.zeros((), np.int32), k_train)
+    stateful = rule.init is not BACKPROP.init
+    program = _initializer(net.init_rules, optimizer, dtype, *((net, rule) if stateful else ()))
+    params, opt_state, k_train, rule_state = program(key)
+    return TrainState(params, opt_state, np.zeros((), np.int32), k_train, rule_state)
 
 
 @bounded_cache(maxsize=32)
-def _initializer(init_rules, optimizer, dtype) -> SharedProgram:
-    """One program: parameters, optimizer state and the training key from ``key``.
+def _initializer(init_rules, optimizer, dtype, net=None, rule=None) -> SharedProgram:
+    """One program: parameters, optimizer state, the training key and (with a ``rule``
+    that has state) the rule's state from ``key``.
 
     A new but identical optimizer object (``optax.adam(...)`` in a loop) traces it
     again and reuses the executable.
@@ -75,7 +97,8 @@ def _initializer(init_rules, optimizer, dtype) -> SharedProgram:
     def initialize(key: Array):
         k_params, k_train = jax.random.split(key)
         params = initial_params(init_rules, k_params, dtype)
-        return params, optimizer.init(params), k_train
+        rule_state = () if rule is None else rule.init(jax.random.fold_in(k_params, 1), net, params)
+        return params, optimizer.init(params), k_train, rule_state
 
     return SharedProgram(initialize)
 
@@ -117,42 +140,92 @@ def check_batch_size(batch_size: int | None, n: int | None = None) -> None:
         )
 
 
-def check_engine(engine: str) -> None:
-    """Refuses (``ValueError``) an engine that is not one of ``ENGINES``."""
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+def check_engine(engine: Any) -> Engine:
+    """``engine`` as training uses it: one of ``ENGINES`` or a hashable ``BackwardRule``
+    (``BACKPROP`` itself is ``"backprop"``); refused (``ValueError``) otherwise."""
+    if isinstance(engine, BackwardRule):
+        return "backprop" if engine == BACKPROP else engine  # BACKPROP is the named engine
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, or a "
+                         f"funcbp.BackwardRule, got {engine!r}")  # fmt: skip
+    return engine
+
+
+def _gradient(net: MLP, engine: Engine) -> Callable[..., tuple[Array, Params]]:
+    """``(state, x, y, extras) -> (loss, grads)`` by ``engine``; ``extras``: the
+    ``sample_weight`` and dropout ``key`` keywords, only those given."""
+    if engine == "backprop":
+        return lambda state, x, y, extras: net.backprop(state.params, x, y, **extras)
+    if engine == "autodiff":
+        return lambda state, x, y, extras: net.autodiff(state.params, x, y, **extras)
+
+    def by_rule(state: TrainState, x: Array, y: Array, extras: dict):
+        net.check_call(state.params, x, y, extras.get("sample_weight"), extras.get("key"))
+        result, _ = backprop_with_cache(net, state.params, x, y, rule=engine,
+                                        rule_state=state.rule_state, **extras)  # fmt: skip
+        return result.loss, result.grads
+
+    return by_rule
+
+
+def _extras(sample_weight: Array | None, key: Array | None) -> dict[str, Array]:
+    return {k: v for k, v in {"sample_weight": sample_weight, "key": key}.items() if v is not None}
 
 
 def make_train_step(
     net: MLP,
     optimizer: optax.GradientTransformation,
-    engine: str = "backprop",
+    engine: Engine = "backprop",
     diagnostics: bool = False,
-) -> Callable[[TrainState, Array, Array], tuple[TrainState, tuple[Array, Aux]]]:
-    """``step(state, x [batch, n_in], y) -> (state, (loss, aux))``: gradient, update, apply.
+) -> Callable[..., tuple[TrainState, tuple[Array, Aux]]]:
+    """``step(state, x [batch, n_in], y, sample_weight=None) -> (state, (loss, aux))``:
+    gradient, update, apply.
+
+    ``engine``: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a
+    ``funcbp.BackwardRule``: the hand-derived pass with its ``B_l`` from
+    ``state.rule_state``, which ``rule.update(rule_state, params before, params
+    after)`` then advances. ``sample_weight`` ``[batch]``: the loss is their
+    weighted mean. With dropout (``net.hidden_dropout``), the step splits
+    ``state.key`` and draws its masks from one half.
 
     ``aux`` is ``{}``, or with ``diagnostics=True`` ``funcbp.diagnostics``' per-layer
     statistics of this step (each ``[L]``). The hand-derived engine computes every
     ingredient anyway; the autodiff engine runs the hand-derived pass beside
     ``jax.grad`` for them.
     """
-    check_engine(engine)
-    value_and_grad = net.backprop if engine == "backprop" else net.autodiff
+    engine = check_engine(engine)
+    value_and_grad = _gradient(net, engine)
+    rule = engine if isinstance(engine, BackwardRule) else None
+    dropout = any(net.hidden_dropout)
+
+    def draw(state: TrainState) -> tuple[TrainState, Array | None]:
+        """The state with its key moved on, and this step's dropout key (none without dropout)."""
+        if not dropout:
+            return state, None
+        key, masks = jax.random.split(state.key)
+        return state._replace(key=key), masks
 
     def apply(state: TrainState, grads: Params) -> TrainState:
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1, state.key)
+        rule_state = state.rule_state
+        if rule is not None:
+            rule_state = rule.update(rule_state, state.params, params)
+        return TrainState(params, opt_state, state.step + 1, state.key, rule_state)
 
-    def step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, tuple[Array, Aux]]:
-        loss, grads = value_and_grad(state.params, x, y)
+    def step(state: TrainState, x: Array, y: Array, sample_weight: Array | None = None):
+        state, key = draw(state)
+        loss, grads = value_and_grad(state, x, y, _extras(sample_weight, key))
         return apply(state, grads), (loss, {})
 
-    def step_with_stats(state: TrainState, x: Array, y: Array):
-        result, cache = backprop_with_cache(net, state.params, x, y)
+    def step_with_stats(state: TrainState, x: Array, y: Array, sample_weight: Array | None = None):
+        state, key = draw(state)
+        extras = _extras(sample_weight, key)
+        by_rule = {} if rule is None else {"rule": rule, "rule_state": state.rule_state}
+        result, cache = backprop_with_cache(net, state.params, x, y, **extras, **by_rule)
         loss, grads = result.loss, result.grads
         if engine == "autodiff":
-            loss, grads = value_and_grad(state.params, x, y)
+            loss, grads = value_and_grad(state, x, y, extras)
         new = apply(state, grads)
         stats = _diagnostics.layer_stats(net, state.params, cache, result.deltas, grads, new.params)
         return new, (loss, stats)
@@ -165,17 +238,19 @@ def make_epoch(
     optimizer: optax.GradientTransformation,
     *,
     batch_size: int | None,
-    engine: str = "backprop",
+    engine: Engine = "backprop",
     diagnostics_every: int | None = None,
     mesh: Mesh | None = None,
     samples: int | None = None,
-) -> Callable[[TrainState, Array, Array], tuple[TrainState, tuple[Array, Aux]]]:
-    """``epoch(state, x [n, n_in], y) -> (state, (losses [steps], aux))``, a loss per step.
+) -> Callable[..., tuple[TrainState, tuple[Array, Aux]]]:
+    """``epoch(state, x [n, n_in], y, sample_weight=None) -> (state, (losses [steps], aux))``,
+    a loss per step (``make_train_step``'s, ``engine`` as it takes it).
 
     ``batch_size=None`` trains full-batch: one step on all ``n`` samples, no shuffle.
     ``mesh`` (``funcbp.sharding.data_mesh``) splits every batch over its devices.
     ``samples``: train on the first ``samples`` rows only (default: all ``n``), as
     when ``funcbp.sharding.split_rows`` padded the data to divide over the devices.
+    ``sample_weight`` ``[n]``: each batch's rows keep their weights (``None``: unweighted).
 
     ``aux`` is ``{}``, or with ``diagnostics_every=N`` ``funcbp.diagnostics``'
     statistics of steps 0, N, 2N, ... of the epoch (but not in the last
@@ -188,8 +263,12 @@ def make_epoch(
     every = diagnostics_every
 
     def on_devices(step):
-        """``step`` with its batch split over the mesh."""
-        return lambda state, x, y: step(state, *sharding.split_batch((x, y), mesh))
+        """``step`` with its batch (and its weights, if any) split over the mesh."""
+
+        def split(state, x, y, w=None):
+            return step(state, *sharding.split_batch((x, y) if w is None else (x, y, w), mesh))
+
+        return split
 
     step = on_devices(make_train_step(net, optimizer, engine))
     step_with_stats = on_devices(make_train_step(net, optimizer, engine, diagnostics=True))
@@ -197,65 +276,80 @@ def make_epoch(
     def sampled(stats: Aux, mask: Array) -> Aux:
         return {**stats, "sampled": mask}
 
-    def full_batch(state: TrainState, x: Array, y: Array):
+    def full_batch(state: TrainState, x: Array, y: Array, w: Array | None):
         if every is None:
-            state, (loss, aux) = step(state, x, y)
+            state, (loss, aux) = step(state, x, y, w)
             return state, (loss[None], aux)
 
         def sample(state):
-            state, (loss, stats) = step_with_stats(state, x, y)
+            state, (loss, stats) = step_with_stats(state, x, y, w)
             return state, (loss, sampled(stats, jnp.ones((), bool)))
 
         def plain(state):
-            new, (loss, _) = step(state, x, y)
+            new, (loss, _) = step(state, x, y, w)
             return new, (loss, sampled(_diagnostics.empty_stats(state.params), jnp.zeros((), bool)))
 
         state, (loss, aux) = jax.lax.cond(state.step % every == 0, sample, plain, state)
         return state, (loss[None], jax.tree.map(lambda a: a[None], aux))
 
-    def steps(state: TrainState, x: Array, y: Array, batches: Array):
+    def rows_of(data: tuple, rows) -> tuple:
+        """``(x, y, w)`` at ``rows`` (``w`` stays ``None`` when unweighted)."""
+        return tuple(None if a is None else a[rows] for a in data)
+
+    def steps(state: TrainState, data: tuple, batches: Array):
         """Plain steps over ``batches`` ``[k, size]`` (k may be 0): ``(state, losses [k])``."""
-        state, (losses, _) = jax.lax.scan(lambda s, rows: step(s, x[rows], y[rows]), state, batches)
+        state, (losses, _) = jax.lax.scan(lambda s, rows: step(s, *rows_of(data, rows)), state,
+                                          batches)  # fmt: skip
         return state, losses
 
-    def sampled_group(state: TrainState, x: Array, y: Array, batches: Array):
+    def sampled_group(state: TrainState, data: tuple, batches: Array):
         """A step with statistics on ``batches[0]``, then plain steps on the rest."""
-        state, (loss, stats) = step_with_stats(state, x[batches[0]], y[batches[0]])
-        state, losses = steps(state, x, y, batches[1:])
+        first = (None if a is None else a[batches[0]] for a in data)  # each array indexed apart
+        state, (loss, stats) = step_with_stats(state, *first)
+        state, losses = steps(state, data, batches[1:])
         return state, (jnp.concatenate([loss[None], losses]), stats)
 
-    def epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, tuple[Array, Aux]]:
+    def epoch(
+        state: TrainState, x: Array, y: Array, sample_weight: Array | None = None
+    ) -> tuple[TrainState, tuple[Array, Aux]]:
         n = x.shape[0] if samples is None else samples
         check_batch_size(batch_size, n)
         size = n if batch_size is None else batch_size
+        data = (x, y, sample_weight)
         if size == n:
-            return full_batch(state, x[:n], y[:n])
+            return full_batch(state, *rows_of(data, slice(None, n)))
         key, shuffle = jax.random.split(state.key)
         batches = jax.random.permutation(shuffle, n)[: (n // size) * size].reshape(-1, size)
         state = state._replace(key=key)
         if every is None:
-            state, losses = steps(state, x, y, batches)
+            state, losses = steps(state, data, batches)
             return state, (losses, {})
         # Groups of `every` steps, each opened by a sampled step; the steps left over
         # at the end of the epoch run plain (an epoch shorter than `every` is one group).
         size_of_group = min(every, batches.shape[0])
         groups = batches.shape[0] // size_of_group
         state, (losses, stats) = jax.lax.scan(
-            lambda s, b: sampled_group(s, x, y, b),
+            lambda s, b: sampled_group(s, data, b),
             state,
             batches[: groups * size_of_group].reshape(groups, size_of_group, size),
         )
-        state, tail_losses = steps(state, x, y, batches[groups * size_of_group :])
+        state, tail_losses = steps(state, data, batches[groups * size_of_group :])
         losses = jnp.concatenate([losses.reshape(-1), tail_losses])
         return state, (losses, sampled(stats, jnp.ones(groups, bool)))
 
     return epoch
 
 
-def evaluate(net: MLP, params: Params, x: Array, y: Array) -> dict[str, Array]:
-    """``{"loss": ..., "accuracy": ...}`` (accuracy only for classification costs)."""
+def evaluate(
+    net: MLP, params: Params, x: Array, y: Array, sample_weight: Array | None = None
+) -> dict[str, Array]:
+    """``{"loss": ..., "accuracy": ...}`` (accuracy only for classification costs).
+
+    Never drops out. With ``sample_weight`` ``[n]`` the loss is their weighted mean;
+    the accuracy stays the plain fraction of rows right.
+    """
     out = net.apply(params, x)
-    metrics = {"loss": net.loss(params, x, y)}
+    metrics = {"loss": net.loss(params, x, y, sample_weight=sample_weight)}
     if net.cost == "softmax_cross_entropy":
         labels = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
         metrics["accuracy"] = jnp.mean(jnp.argmax(out, axis=-1) == labels)
@@ -272,7 +366,8 @@ def evaluate_sets(
 ) -> dict[str, dict[str, Array]]:
     """``{name: evaluate(...)}`` on each set's first ``n`` rows (the rest only pad it).
 
-    ``rows`` (``((name, n), ...)``) and ``on_devices`` (``{name: (x, y)}``) as
+    ``rows`` (``((name, n), ...)``) and ``on_devices`` (``{name: (x, y)}``, or
+    ``(x, y, sample_weight)`` for a weighted set) as
     ``funcbp.train.eval_sets_on_devices`` gives them.
     """
     return {name: evaluate(net, params, *(a[:n] for a in on_devices[name])) for name, n in rows}
