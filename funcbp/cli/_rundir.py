@@ -191,15 +191,16 @@ def _best_so_far(path: Path) -> float:
         raise CheckpointError(f"{path} is damaged ({type(err).__name__}: {err})") from None
 
 
-def restore(out: Path, writer: bool, like):
-    """The latest checkpoint's state and progress (shaped ``like``), and the records up to it.
+def restore(out: Path, writer: bool, like, pieces=()):
+    """The latest checkpoint's state and progress (shaped ``like``), and the records up to it;
+    ``pieces``: the user activations and costs of the run's network (``MLP.user_pieces``).
 
     Raises:
       CheckpointError: no checkpoint fits ``like``, or its state is not finite;
         ``RunError``: ``metrics.jsonl`` is shorter than the checkpoint or damaged before it.
     """
     path = checkpoint.find(out / "checkpoints")
-    saved = checkpoint.load_checkpoint(path, like)
+    saved = checkpoint.load_checkpoint(path, like, pieces=pieces)
     bad = not_finite(saved.state)
     if bad:
         raise CheckpointError(
@@ -251,12 +252,13 @@ def not_finite(state: TrainState) -> str | None:
     return None
 
 
-def last_finite_checkpoint(directory: Path, like) -> Path | None:
-    """The latest checkpoint in ``directory`` that loads as ``like`` and is finite."""
+def last_finite_checkpoint(directory: Path, like, pieces=()) -> Path | None:
+    """The latest checkpoint in ``directory`` that loads as ``like`` (its network's user
+    ``pieces``) and is finite."""
     steps = [p for p in directory.glob("step-*.npz") if p.stem[5:].isdigit()]
     for path in sorted(steps, key=lambda p: int(p.stem[5:]), reverse=True):
         try:
-            if not_finite(checkpoint.load_checkpoint(path, like).state) is None:
+            if not_finite(checkpoint.load_checkpoint(path, like, pieces=pieces).state) is None:
                 return path
         except CheckpointError:
             continue

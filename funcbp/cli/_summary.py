@@ -13,9 +13,12 @@ from funcbp.mlp import MLP
 from funcbp.train import TrainState, eval_sets_on_devices, evaluate_sets
 
 
-def arrays(part: _data.Dataset | tuple[jax.Array, jax.Array]) -> tuple[Any, Any]:
-    """``(x, y)`` of a data set on the host, or global arrays (``process_data.global_parts``)."""
-    return (part.x, part.y) if isinstance(part, _data.Dataset) else part
+def arrays(part: _data.Dataset | tuple[jax.Array, jax.Array]) -> tuple[Any, ...]:
+    """``(x, y)`` of a data set on the host (``(x, y, sample_weight)`` if it has weights: its
+    loss is their weighted mean), or global arrays (``process_data.global_parts``)."""
+    if not isinstance(part, _data.Dataset):
+        return part
+    return (part.x, part.y) if part.sample_weight is None else (part.x, part.y, part.sample_weight)
 
 
 def summarize(net: MLP, state: TrainState, history, parts, progress) -> dict[str, Any]:

@@ -5,15 +5,21 @@ A run file has up to five tables; every key is optional but ``data.source`` and
 
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
                  max_bytes = 0 (funcbp.data's default limit on what a file may hold)
+                 sample_weight = "" (off) or the .npz array / CSV column (name or index)
+                 holding one weight per sample: every split's loss is a weighted mean
     [model]      hidden = [128, 128]   (+ any keyword of funcbp.MLP but sizes, with MLP's
                  defaults: activation = "relu" or one name per hidden layer ["tanh", "relu"],
                  output_activation, cost = "mse", l2, initializer, compute_dtype = "bfloat16"
-                 or "float16" for mixed precision, "" or absent: the parameters' dtype)
+                 or "float16" for mixed precision, "" or absent: the parameters' dtype,
+                 dropout = 0.2 or one rate per hidden layer; an activation (or list entry),
+                 output_activation or cost may be a user piece, "module:attribute")
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
     [train]      epochs = 10   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
                  patience = 0 (off)   dtype = "float32"
                  checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
                  diagnostics_every = 0 (off; steps between per-layer statistics)
+                 class_weight = "" (off), "balanced" (fitted on the training split) or
+                 {"0" = 2.0, ...} (unlisted classes 1): the training split's weights
     [distributed]  coordinator = "" (or process 0's "host:port")   num_processes = 0 (one)
                  detect = false (true: what JAX detects, SLURM, Open MPI, ...)
                  timeout = 300 (seconds to wait for every process to connect)
@@ -37,9 +43,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from funcbp import optim
+from funcbp import optim, process_data
 from funcbp import train as _train
-from funcbp.cli import _bounds
+from funcbp.cli import _bounds, _pieces, _weights
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP, PARAM_DTYPES
 
@@ -55,6 +61,7 @@ class DataConfig:
     teacher_samples: int = 10_000
     teacher_classification: bool = True
     max_bytes: int = 0  # funcbp.data.load's limit on a file's data; 0: its default
+    sample_weight: str | int = ""  # the .npz array or CSV column of the weights; "": none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +102,7 @@ class TrainConfig:
     checkpoint_every: int = 5  # epochs (rounded up to the next block of epochs)
     keep_checkpoints: int = 3  # the last N are kept, and the best
     diagnostics_every: int = 0  # steps between per-layer statistics; 0: off
+    class_weight: str | dict[str, float] = ""  # "balanced" or {"<class>": weight}; "": off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +236,10 @@ def build_mlp(
 ) -> MLP:
     """``MLP(sizes, **options)``; what ``MLP`` refuses is a ``ConfigError`` naming ``name(key)``.
 
-    Each option is tried alone first, so that the message names the key at fault.
+    Each option is tried alone first, so that the message names the key at fault. A
+    ``"module:attribute"`` activation or cost is imported first (``_pieces``).
     """
+    options = _pieces.resolve_options(options, name)
     probes = {"sizes": {}, **{key: {key: value} for key, value in options.items()}}
     for key, kwargs in probes.items():
         try:
@@ -248,6 +258,7 @@ _INT_RANGES = {
     "data.max_bytes": _bounds.Range(
         0, 2**63 - 1, "a number of bytes >= 0 (0: funcbp.data's default)", "at most 2**63 - 1"
     ),
+    "data.sample_weight": _bounds.Range(-(2**31), _bounds.INT32_MAX, "a column index"),
     "train.patience": _bounds.OFF_OR_COUNT,
     "train.diagnostics_every": _bounds.OFF_OR_COUNT,
     "distributed.num_processes": _bounds.OFF_OR_COUNT._replace(
@@ -270,6 +281,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         if option is str and isinstance(value, str):
             return value
+        if typing.get_origin(option) is dict and isinstance(value, Mapping):
+            return _weights.check_table(key, value)
         is_list = typing.get_origin(option) is tuple and isinstance(value, list)
         if is_list and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             _check_range(key, value, str(value))
@@ -292,6 +305,7 @@ _TYPE_NAMES = {
     float: "a number",
     str: "a string",
     tuple[int, ...]: "a list of integers",
+    dict[str, float]: 'a table {"0" = 2.0, ...}',
 }
 
 
@@ -324,6 +338,8 @@ def _check_values(config: RunConfig) -> None:
             "train.patience: early stopping needs a validation split (data.validation > 0)"
         )
     _one_of("train.dtype", t.dtype, PARAM_DTYPES)
+    per_process = process_data.is_per_process(d.source)
+    _weights.check_config(d.source, d.sample_weight, t.class_weight, per_process)
 
 
 def _check_distributed(c: DistributedConfig) -> None:

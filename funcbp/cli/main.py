@@ -86,9 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path, nargs="?", help="run file (network and data)")
     check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     check.add_argument("--sizes", type=_sizes, help="without a config: layer widths, e.g. 4,16,3")
-    check.add_argument("--activation", default="tanh")
-    check.add_argument("--output-activation", default="identity")
-    check.add_argument("--cost", default="softmax_cross_entropy")
+    pieces = 'a name, or a user piece as "module:attribute"'
+    check.add_argument("--activation", default="tanh", help=pieces)
+    check.add_argument("--output-activation", default="identity", help=pieces)
+    check.add_argument("--cost", default="softmax_cross_entropy", help=pieces)
     check.add_argument("--l2", type=float, default=0.0)
     check.add_argument("--batch", type=_positive_int, default=32, help="samples to check on")
     check.add_argument("--dtype", default="float32", choices=PARAM_DTYPES)
@@ -334,6 +335,8 @@ def _random_batch(net, key, batch: int):
     k_x, k_y = jax.random.split(key)
     x = jax.random.normal(k_x, (batch, net.sizes[0]))
     n_out = net.sizes[-1]
+    if not isinstance(net.cost, str) and net.cost.targets is not None:  # a user Cost's own
+        return x, net.cost.targets(k_y, (batch, n_out), x.dtype)
     if net.cost == "softmax_cross_entropy":
         return x, jax.random.randint(k_y, (batch,), 0, n_out)
     if net.cost == "sigmoid_binary_cross_entropy":

@@ -35,20 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from funcbp import checkpoint, diagnostics, optim, process_data, sharding
 from funcbp import data as _data
+from funcbp import diagnostics, optim, process_data, sharding
 from funcbp._jax import atomic
 from funcbp._jax.compile_clock import CompileClock
-from funcbp.cli import _bounds, _rundir, _summary, display, plots
+from funcbp.cli import _bounds, _rundir, _summary, _weights, display, plots
 from funcbp.cli import config as _config
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
-from funcbp.train import (
-    TrainingDiverged,
-    fit_blocks,
-    init_progress,
-    init_state,
-)
+from funcbp.train import TrainingDiverged, fit_blocks, init_progress, init_state
 
 
 class Interrupted(Exception):
@@ -93,25 +88,32 @@ def prepare(config: _config.RunConfig) -> Prepared:
             **limit,
         )
     else:
-        dataset = _data.load(process_data.own_source(d.source), **limit)
+        weights = {"sample_weight": d.sample_weight} if d.sample_weight != "" else {}
+        dataset = _data.load(process_data.own_source(d.source), **limit, **weights)
     if per_process:
         dataset = process_data.agree_on_shape(dataset)
+    splits = _data.split(dataset, validation=d.validation, test=d.test, seed=d.seed)
+    splits = _weights.weigh_classes(splits, config.train.class_weight)
     if m.cost() == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
         # Two classes through one logit: labels become [n, 1] targets in {0, 1}.
-        dataset = _data.Dataset(dataset.x, dataset.y[:, None].astype("float32"), None, dataset.name)
-    splits = _data.split(dataset, validation=d.validation, test=d.test, seed=d.seed)
+        splits = _data.Splits(*(part and _binary_targets(part) for part in splits))
     if per_process:
         splits = process_data.equal_parts(splits)
         if d.standardize:
             splits = process_data.standardize(splits)
     elif d.standardize:
         splits, _ = _data.standardize(splits)
-    n_out = dataset.n_classes if dataset.n_classes is not None else dataset.n_outputs
+    n_out = splits.train.n_outputs  # after the labels of two classes became one target
     net = m.build(dataset.n_features, n_out)
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
     return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits)
+
+
+def _binary_targets(part: _data.Dataset) -> _data.Dataset:
+    y = part.y[:, None].astype("float32")
+    return _data.Dataset(part.x, y, None, part.name, part.sample_weight)
 
 
 def batch_size(
@@ -218,7 +220,8 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     if restart:  # init_state refuses a network too large before anything is written
         (state, progress), records = fresh(), []
     else:  # the checkpoint must fit the run's own network and optimizer
-        state, progress, records = _rundir.restore(out, writer, like=jax.eval_shape(fresh))
+        like = jax.eval_shape(fresh)
+        state, progress, records = _rundir.restore(out, writer, like, net.user_pieces)
     parts = {"train": splits.train, **_eval_sets(splits)}
     if process_data.is_per_process(config.data.source):  # each process has its own rows
         parts = process_data.global_parts(parts)
@@ -243,7 +246,9 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
         state, progress = _train_blocks(blocks, state, progress, saver, records, out, t, stream)
     except TrainingDiverged as err:
         if writer:
-            good = _rundir.last_finite_checkpoint(out / "checkpoints", jax.eval_shape(fresh))
+            good = _rundir.last_finite_checkpoint(
+                out / "checkpoints", jax.eval_shape(fresh), net.user_pieces
+            )
             good_name = good and str(good.relative_to(out))
             ended = {"status": "diverged", "message": str(err), "epoch": err.epoch,
                      "step": err.step, "last_good_checkpoint": good_name}  # fmt: skip
@@ -261,6 +266,9 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     summary = _summary.summarize(net, state, columns, parts, progress)
     summary["versions"] = _versions()
     summary["warnings"] = diagnostics.findings(columns, net)
+    weighted = _weights.describe(splits, config.data.sample_weight, t.class_weight)
+    if weighted:  # which losses are weighted means, and by what
+        summary["weighted_loss"] = weighted
     return summary
 
 
@@ -340,7 +348,7 @@ def _wait_for_plots(plotter: plots.Plotter, warnings: list[str], out: Path) -> N
 def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
     o = config.optimizer
     return {
-        "net": checkpoint.net_spec(net),
+        "net": net,  # save_checkpoint writes its spec (user pieces by name)
         "optimizer": {"name": o.name, "learning_rate": o.learning_rate, "options": dict(o.options)},
         "patience": config.train.patience or None,
         "config": config.to_dict(),
@@ -350,9 +358,11 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
 
 def _headline(config: _config.RunConfig, net: MLP, n_train: int) -> str:
     t = config.train
+    hidden = net.layer_names[:-1]  # user activations by their names
     return (
         f"funcbp: {config.data.source} ({n_train} train samples), MLP {net.sizes} "
-        f"{net.activation}, {config.optimizer.name}, {t.engine} engine, "
+        f"{hidden[0] if len(set(hidden)) == 1 else hidden}, {config.optimizer.name}, "
+        f"{t.engine} engine, "
         f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     )
 

@@ -14,7 +14,10 @@ against a network::
 The pieces: ``_dataset`` (the type and its checks), ``_load`` and ``_files`` (by
 name or path; ``idx`` reads one IDX file), ``_limits`` (the size limit ``max_bytes``,
 checked before reading or allocating), ``_builtins`` (the shipped sets and
-``teacher``), ``_splits`` (``split``, ``standardize``).
+``teacher``), ``_splits`` (``split``, ``standardize``), ``_weights`` (``class_weights``:
+one weight per class, for ``Dataset.weighted_by_class``). A ``Dataset`` may carry one
+``sample_weight`` per row (a ``.npz`` member or CSV column: ``load(path,
+sample_weight=...)``); every split and subset keeps each weight with its row.
 """
 
 from funcbp.data import idx
@@ -22,6 +25,7 @@ from funcbp.data._builtins import BUILTINS, teacher
 from funcbp.data._dataset import Dataset, DataWarning, check_fits
 from funcbp.data._load import load
 from funcbp.data._splits import Splits, Standardizer, split, standardize
+from funcbp.data._weights import class_weights
 
 __all__ = [
     "BUILTINS",
@@ -30,6 +34,7 @@ __all__ = [
     "Splits",
     "Standardizer",
     "check_fits",
+    "class_weights",
     "idx",
     "load",
     "split",

@@ -34,17 +34,22 @@ class Dataset:
         ``[n, n_out]`` float32, all finite.
       n_classes: the number of classes (at least 2), or ``None`` for regression.
       name: where the data came from; messages name it.
+      sample_weight: one weight per sample ``[n]`` float32, finite, ``>= 0`` and not
+        all 0 (the losses become weighted means), or ``None``: every sample weighs 1.
+        ``split``, ``subset`` and ``standardize`` keep each weight with its row.
 
     Raises:
       DataError: on construction, if the data are empty or not numeric, ``x`` is
-        not 2-D, ``x`` and ``y`` differ in length, a value is NaN or inf, or a label
-        is not a whole number in range; the message names the array and first row.
+        not 2-D, ``x`` and ``y`` differ in length, a value is NaN or inf, a label
+        is not a whole number in range, or ``sample_weight`` is not ``[n]`` finite
+        weights ``>= 0``, not all 0; the message names the array and first row.
     """
 
     x: np.ndarray
     y: np.ndarray
     n_classes: int | None = None
     name: str = "data"
+    sample_weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}"
@@ -61,14 +66,46 @@ class Dataset:
             y = _labels(where, y, self.n_classes)
         object.__setattr__(self, "x", _float32(where, "x", x))
         object.__setattr__(self, "y", y)
+        if self.sample_weight is not None:
+            weights = _sample_weight(where, np.asarray(self.sample_weight), x.shape[0])
+            object.__setattr__(self, "sample_weight", weights)
+
+    def subset(self, rows, part: str | None = None) -> Dataset:
+        """The samples ``rows`` (indices, a slice or a mask), each with its weight;
+        named ``"<name>[<part>]"`` when ``part`` is given."""
+        weights = None if self.sample_weight is None else self.sample_weight[rows]
+        name = self.name if part is None else f"{self.name}[{part}]"
+        return Dataset(self.x[rows], self.y[rows], self.n_classes, name, weights)
+
+    def weighted_by_class(self, class_weight) -> Dataset:
+        """This dataset with each sample's weight multiplied by ``class_weight[label]``
+        (``[n_classes]``, e.g. from ``funcbp.data.class_weights``); no weights: 1 each.
+
+        Raises:
+          DataError: the data are regression targets (no classes), ``class_weight`` is not
+            ``[n_classes]``, or the weights that result are all 0.
+        """
+        where = f"dataset {self.name!r}"
+        if self.n_classes is None:
+            raise DataError(f"{where}: class weights need class labels; these are regression "
+                            "targets")  # fmt: skip
+        factors = np.asarray(class_weight, dtype=np.float64)
+        if factors.shape != (self.n_classes,):
+            raise DataError(f"{where}: class weights have shape {factors.shape}, expected "
+                            f"({self.n_classes},): one per class")  # fmt: skip
+        weights = factors[self.y]
+        if self.sample_weight is not None:
+            weights = weights * self.sample_weight
+        return dataclasses.replace(self, sample_weight=weights)
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
     def __repr__(self) -> str:
+        weighted = "" if self.sample_weight is None else ", weighted"
         return (
             f"Dataset({self.name!r}, x {list(self.x.shape)} {self.x.dtype}, "
-            f"y {list(self.y.shape)} {self.y.dtype}, n_classes={self.n_classes})"
+            f"y {list(self.y.shape)} {self.y.dtype}, n_classes={self.n_classes}{weighted})"
         )
 
     @property
@@ -106,6 +143,26 @@ def _check_arrays(where: str, x: np.ndarray, y: np.ndarray) -> None:
                 f"{int(bad.sum()) - n_nan} inf) in {rows.size} row{'s' * (rows.size > 1)}; "
                 f"the first is row {rows[0]}"
             )
+
+
+def _sample_weight(where: str, w: np.ndarray, n: int) -> np.ndarray:
+    if w.dtype.kind not in "biuf":
+        raise DataError(f"{where}: sample_weight has dtype {w.dtype}, expected numbers")
+    if w.shape != (n,):
+        raise DataError(f"{where}: sample_weight has shape {w.shape}, expected ({n},): one "
+                        "weight per sample")  # fmt: skip
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(
+            f"{where}: sample_weight has {rows.size} weight{'s' * (rows.size > 1)} that are "
+            f"not finite numbers >= 0; the first is {w[rows[0]]:g} at row {rows[0]}"
+        )
+    weights = _float32(where, "sample_weight", w)
+    if not weights.astype(np.float64).sum() > 0:
+        raise DataError(f"{where}: sample_weight: every weight is 0, so the weighted mean loss "
+                        "is undefined")  # fmt: skip
+    return weights
 
 
 def _float32(where: str, which: str, a: np.ndarray) -> np.ndarray:
@@ -187,15 +244,18 @@ def _count_classes(y: np.ndarray) -> int:
     return max(int(values.max()) + 1, 2) if values.size else 2
 
 
-def from_arrays(name: str, x, y, *, labels: bool, n_classes: int | None) -> Dataset:
+def from_arrays(
+    name: str, x, y, *, labels: bool, n_classes: int | None, sample_weight=None
+) -> Dataset:
     """A ``Dataset`` of a file's arrays: labels ``[n]`` (classes counted unless given) or
-    regression targets (``[n]`` becomes ``[n, 1]``)."""
+    regression targets (``[n]`` becomes ``[n, 1]``), and ``sample_weight`` ``[n]`` or ``None``."""
     x, y = np.asarray(x), np.asarray(y)
     if labels:
-        return Dataset(x, y, _count_classes(y) if n_classes is None else n_classes, name)
+        n_classes = _count_classes(y) if n_classes is None else n_classes
+        return Dataset(x, y, n_classes, name, sample_weight)
     if n_classes is not None:
         raise DataError(f"{name}: n_classes={n_classes!r} given with classification=False")
-    return Dataset(x, y[:, None] if y.ndim == 1 else y, None, name)
+    return Dataset(x, y[:, None] if y.ndim == 1 else y, None, name, sample_weight)
 
 
 def check_fits(data: Dataset | tuple[np.ndarray, np.ndarray], net: MLP) -> None:

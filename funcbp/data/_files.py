@@ -32,6 +32,7 @@ def read_npz(
     *,
     classification: bool | None = None,
     n_classes: int | None = None,
+    sample_weight: str | None = None,
     max_bytes: int,
 ) -> Dataset:
     with _limits.open_regular(path, max_bytes) as f:
@@ -42,7 +43,7 @@ def read_npz(
         f.seek(0)
         try:
             with zipfile.ZipFile(f) as archive:
-                x, y = _npz_arrays(path, archive, max_bytes)
+                x, y, *weights = _npz_arrays(path, archive, max_bytes, sample_weight)
         except DataError:
             raise
         except _UNREADABLE as err:
@@ -51,20 +52,26 @@ def read_npz(
         x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if classification is None:
         classification = n_classes is not None or looks_like_labels(y)
-    return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes)
+    return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes,
+                       sample_weight=weights[0] if weights else None)  # fmt: skip
 
 
 def _npz_arrays(
-    path: pathlib.Path, archive: zipfile.ZipFile, max_bytes: int
-) -> tuple[np.ndarray, np.ndarray]:
+    path: pathlib.Path, archive: zipfile.ZipFile, max_bytes: int, weight: str | None = None
+) -> list[np.ndarray]:
+    """Arrays ``x``, ``y`` and, if ``weight`` names one, that member."""
     # Members "x.npy" and "y.npy" (or "x" and "y"), as np.load names them.
     members = {name.removesuffix(".npy"): name for name in archive.namelist()}
     if not {"x", "y"} <= set(members):
         found = ", ".join(repr(key) for key in sorted(members)) or "none"
         raise DataError(f"{path}: needs arrays named 'x' and 'y', found keys {found}")
-    infos = [archive.getinfo(members[key]) for key in "xy"]
+    if weight is not None and (not isinstance(weight, str) or weight not in members):
+        found = ", ".join(repr(key) for key in sorted(members))
+        raise DataError(f"{path}: sample_weight={weight!r} names no array; found keys {found}")
+    keys = ["x", "y"] + ([weight] if weight is not None else [])
+    infos = [archive.getinfo(members[key]) for key in keys]
     headers = [_npy_header(path, archive, info) for info in infos]
-    declared = " and ".join(f"{k!r} {d} {list(s)}" for k, (s, d) in zip("xy", headers, strict=True))
+    declared = " and ".join(f"{k!r} {d} {list(s)}" for k, (s, d) in zip(keys, headers, strict=True))
     n_bytes = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers)
     _limits.check_size(f"{path}: arrays {declared} need", n_bytes, max_bytes)
     arrays = []
@@ -74,7 +81,7 @@ def _npz_arrays(
                 arrays.append(np.lib.format.read_array(member, allow_pickle=False))
         except _UNREADABLE as err:
             raise DataError(f"{path}: arrays 'x' and 'y' are not readable ({err})") from None
-    return arrays[0], arrays[1]
+    return arrays
 
 
 def _npy_header(
@@ -123,6 +130,7 @@ def read_csv(
     header: bool | None = None,
     classification: bool | None = None,
     n_classes: int | None = None,
+    sample_weight: int | str | None = None,
     max_bytes: int,
 ) -> Dataset:
     # utf-8-sig drops the byte-order mark spreadsheets write, which would make the first
@@ -141,6 +149,14 @@ def read_csv(
         if width < 2:
             raise DataError(f"{path}: needs at least 2 columns (features and a target), found 1")
         target = _target_index(path, target_column, names, width)
+        weight = None
+        if sample_weight is not None:
+            weight = _target_index(path, sample_weight, names, width, "sample_weight")
+            if weight == target:
+                raise DataError(f"{path}: sample_weight={sample_weight!r} is the target column")
+            if width < 3:
+                raise DataError(f"{path}: needs at least 3 columns (features, a target and "
+                                "sample_weight), found 2")  # fmt: skip
         # Packed float64s, 8 bytes a cell, checked against the limit as they grow: a list of
         # Python floats would take 32.
         values = array.array("d")
@@ -160,10 +176,15 @@ def read_csv(
     if not values:
         raise DataError(f"{path}: no data rows after the header (the data are empty)")
     table = np.frombuffer(values, np.float64).reshape(-1, width)
-    x, y = np.delete(table, target, axis=1), table[:, target].copy()
+    x, y = (
+        np.delete(table, [c for c in (target, weight) if c is not None], axis=1),
+        table[:, target].copy(),
+    )
     if classification is None:
         classification = n_classes is not None or looks_like_labels(y)
-    return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes)
+    weights = None if weight is None else table[:, weight].copy()
+    return from_arrays(path.name, x, y, labels=classification, n_classes=n_classes,
+                       sample_weight=weights)  # fmt: skip
 
 
 def _lines(path: pathlib.Path, reader) -> Iterator[tuple[int, list[str]]]:
@@ -179,20 +200,23 @@ def _lines(path: pathlib.Path, reader) -> Iterator[tuple[int, list[str]]]:
 
 
 def _target_index(
-    path: pathlib.Path, column: int | str, names: list[str] | None, width: int
+    path: pathlib.Path,
+    column: int | str,
+    names: list[str] | None,
+    width: int,
+    option: str = "target_column",
 ) -> int:
+    """The index of the column that ``option`` (an index or a header name) selects."""
     if isinstance(column, str):
         if names is None:
-            raise DataError(
-                f"{path}: target_column={column!r} names a column but there is no header"
-            )
+            raise DataError(f"{path}: {option}={column!r} names a column but there is no header")
         if column not in names:
             raise DataError(f"{path}: no column named {column!r}; columns: {', '.join(names)}")
         return names.index(column)
     if not isinstance(column, numbers.Integral) or isinstance(column, bool):
-        raise DataError(f"{path}: target_column must be a column index or name, got {column!r}")
+        raise DataError(f"{path}: {option} must be a column index or name, got {column!r}")
     if not -width <= column < width:
-        raise DataError(f"{path}: target_column {column} is out of range for {width} columns")
+        raise DataError(f"{path}: {option} {column} is out of range for {width} columns")
     return int(column) % width
 
 

@@ -26,12 +26,14 @@ def load(source: str | os.PathLike, *, max_bytes: int | None = None, **options) 
     * ``*.npz`` with arrays ``x`` ``[n, ...]`` (flattened to ``[n, n_features]``) and
       ``y``. Options: ``classification`` (default: ``y`` is 1-D integer, or float
       and every value a whole number >= 0),
-      ``n_classes`` (default: largest label + 1).
+      ``n_classes`` (default: largest label + 1), ``sample_weight`` (the name of a
+      member holding one weight per sample ``[n]``; default: none is read).
     * ``*.csv``, numeric, one sample a line. Options: ``target_column`` (index or
       header name, default ``-1``; the other columns are ``x``), ``header`` (default:
       the first line is a header if any of its cells is not a number),
       ``classification`` (default: every target is a whole number >= 0),
-      ``n_classes``.
+      ``n_classes``, ``sample_weight`` (index or header name of a column of weights,
+      one per sample, which is then not a feature; default: none).
     * a folder of MNIST-format IDX files, ``train-images-idx3-ubyte`` and
       ``train-labels-idx1-ubyte`` (``t10k-...`` for the test set; ``.gz`` or plain;
       ``train-images.idx3-ubyte`` spellings too). Images are flattened to ``[n, rows *

@@ -34,7 +34,8 @@ def split(dataset: Dataset, *, validation: float = 0.1, test: float = 0.2, seed:
       seed: seeds ``numpy.random.default_rng``; equal seeds give equal splits.
 
     Returns:
-      ``Splits(train, validation, test)``, named ``"<name>[train]"`` and so on. A
+      ``Splits(train, validation, test)``, named ``"<name>[train]"`` and so on, each
+      sample with its ``sample_weight`` (if the dataset has weights). A
       training part of one class (from a set of more) warns (``DataWarning``).
     """
     for what, fraction in (("validation", validation), ("test", test)):
@@ -62,10 +63,7 @@ def split(dataset: Dataset, *, validation: float = 0.1, test: float = 0.2, seed:
 
 
 def _take(dataset: Dataset, rows: np.ndarray, part: str) -> Dataset | None:
-    if rows.size == 0:
-        return None
-    name = f"{dataset.name}[{part}]"
-    return Dataset(dataset.x[rows], dataset.y[rows], dataset.n_classes, name)
+    return dataset.subset(rows, part) if rows.size else None
 
 
 class Standardizer(NamedTuple):
