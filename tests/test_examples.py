@@ -76,3 +76,11 @@ def test_vanishing_gradients(tmp_path):
     assert ratios[0] < 1e-4 and 0.1 < ratios[1] < 10, out  # sigmoid vanishes, ReLU + He does not
     assert out.count("warning: vanishing gradients") == 1, out
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_custom_activation_is_checked_a_mutant_caught_and_digits_trained():
+    out = run_example("custom_activation", "--epochs", "3")
+    assert "check_activation 'mish': PASS" in out, out
+    assert "check_activation 'mish_without_sigmoid': FAIL" in out and "mutant caught: True" in out
+    assert re.search(r"MLP \(64, 128, 128, 10\) mish, adam", out), out
+    assert float(re.findall(r"^test\s+[0-9.]+\s+([0-9.]+)$", out, flags=re.MULTILINE)[-1]) > 0.9

@@ -45,3 +45,14 @@ def test_readme_opens_with_the_two_commands():
     assert commands[1].endswith("python -m pytest")
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+def test_user_pieces_example_runs_and_prints_the_report_the_readme_shows(capsys):
+    text = README.read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "MISH" in b)
+    exec("import jax, jax.numpy as jnp, funcbp\n" + block, {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "check_activation 'mish': PASS" and printed[-1] == "True", printed
+    rows = [ln for ln in printed if ln.startswith("f'(z) vs jax.grad")]
+    assert len(rows) == 2 and all(ln.endswith("ok") for ln in rows), printed
+    assert all(ln in text for ln in printed[:3]), "the README shows another report"
