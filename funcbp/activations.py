@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcbp._registry import lookup
 
@@ -206,3 +207,22 @@ def check(act: Activation) -> Activation:
             f"{getattr(act, wrong[0])!r}"
         )
     return act
+
+
+def check_shapes(act: Activation, dtype=jnp.float32) -> None:
+    """Raises ``ValueError`` unless ``act.fn`` and ``act.grad`` keep ``z``'s shape and dtype,
+    traced on an abstract ``[3, 5]`` input (nothing is computed or compiled)."""
+    z = jax.ShapeDtypeStruct((3, 5), jnp.dtype(dtype))
+    for part, fn in (("fn", act.fn), ("grad", lambda z: act.grad(z, act.fn(z)))):
+        try:
+            got = jax.eval_shape(fn, z)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Activation {act.name!r}: {part} fails on a [3, 5] {z.dtype} input: {error}"
+            ) from error
+        if (tuple(np.shape(got)), getattr(got, "dtype", None)) != ((3, 5), z.dtype):
+            raise ValueError(
+                f"Activation {act.name!r}: {part} maps z [3, 5] {z.dtype} to "
+                f"{list(np.shape(got))} {getattr(got, 'dtype', type(got).__name__)}; it must "
+                "keep z's shape and dtype (elementwise)"
+            )

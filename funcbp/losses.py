@@ -325,6 +325,33 @@ def resolve(cost: str | Cost) -> Cost:
     return cost
 
 
+def check_shapes(cost: Cost, out: jax.ShapeDtypeStruct, y=None) -> None:
+    """Raises ``ValueError`` unless ``cost.loss`` gives a scalar and ``cost.output_delta``
+    an array of ``out``'s shape and dtype, traced on abstract values (nothing is computed).
+
+    ``y``: targets (or their ``ShapeDtypeStruct``); default: what ``cost.targets`` draws,
+    else ``out``'s shape.
+    """
+    shape, dtype = tuple(out.shape), out.dtype
+    if y is None and cost.targets is not None:
+        y = jax.eval_shape(lambda: cost.targets(jax.random.key(0), shape, dtype))
+    y = jax.ShapeDtypeStruct(shape, dtype) if y is None else y
+    where = f"for out {list(shape)} {dtype}"
+    value = jax.eval_shape(cost.loss, out, y)
+    if np.shape(value) != ():
+        raise ValueError(
+            f"Cost {cost.name!r}: loss returns shape {list(np.shape(value))} {where}; it must "
+            "return a scalar, the mean over rows of each row's loss"
+        )
+    delta = jax.eval_shape(cost.output_delta, out, y)
+    if (tuple(np.shape(delta)), getattr(delta, "dtype", None)) != (shape, dtype):
+        raise ValueError(
+            f"Cost {cost.name!r}: output_delta returns {list(np.shape(delta))} "
+            f"{getattr(delta, 'dtype', '')} {where}; it must return dLoss/dout with out's "
+            "shape and dtype"
+        )
+
+
 def name_of(cost: str | Cost) -> str:
     """The name of a cost given by name or as a ``Cost``."""
     return cost.name if isinstance(cost, Cost) else cost

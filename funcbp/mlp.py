@@ -93,6 +93,11 @@ class MLP:
             object.__setattr__(self, "activation", names)
         acts = self.layer_activations  # resolving them checks them
         cost = self.resolved_cost
+        for piece in self.user_pieces:  # traced on abstract inputs: nothing is compiled
+            if isinstance(piece, _activations.Activation):
+                _activations.check_shapes(piece)
+            else:
+                _losses.check_shapes(piece, jax.ShapeDtypeStruct((3, self.sizes[-1]), jnp.float32))
         if cost.fused_activation is not None and cost.fused_activation != acts[-1].name:
             raise ValueError(
                 f"cost {cost.name!r} gives dLoss/dz for a {cost.fused_activation!r} output layer; "

@@ -21,6 +21,7 @@ from funcbp.backprop import forward
 from funcbp.checkpoint import net_from_spec, net_spec
 
 from ._compare import assert_trees_close
+from ._xla_compiles import XlaCompiles
 from .test_engines import RTOL64, assert_engines_agree, make_problem, make_targets
 
 
@@ -460,3 +461,35 @@ def test_new_losses_output_delta_equals_jax_grad_including_kinks(name):
     if name == "huber":  # clip(d, -1, 1) = +-1 at |d| = 1
         np.testing.assert_array_equal(got[1], jnp.full(4, 1.0 / out.size))
         np.testing.assert_array_equal(got[2], jnp.full(4, -1.0 / out.size))
+
+
+@pytest.mark.parametrize(
+    ("pieces", "message"),
+    [
+        (
+            {"activation": funcbp.Activation("flat", lambda z: z.sum(1), lambda z, a: z)},
+            r"Activation 'flat': fn maps z \[3, 5\] float32 to \[3\] float32; it must keep",
+        ),
+        (
+            {"activation": funcbp.Activation("wide", jnp.tanh,
+                                             lambda z, a: (1 - a**2).astype(jnp.float16))},
+            r"Activation 'wide': grad maps z \[3, 5\] float32 to \[3, 5\] float16",
+        ),
+        (
+            {"cost": funcbp.Cost("rows", lambda o, y: jnp.mean((o - y) ** 2, axis=1),
+                                 lambda o, y: o - y)},
+            r"Cost 'rows': loss returns shape \[3\] for out \[3, 2\] float32; it must return a "
+            r"scalar",
+        ),
+        (
+            {"cost": funcbp.Cost("thin", lambda o, y: jnp.mean((o - y) ** 2),
+                                 lambda o, y: (o - y)[:, 0])},
+            r"Cost 'thin': output_delta returns \[3\] float32 for out \[3, 2\] float32",
+        ),
+    ],
+)  # fmt: skip
+def test_a_piece_that_breaks_its_contract_is_refused_when_the_network_is_made(pieces, message):
+    compiles = XlaCompiles()
+    with compiles, pytest.raises(ValueError, match=message):
+        funcbp.MLP((4, 5, 2), **pieces)
+    assert compiles.count == 0

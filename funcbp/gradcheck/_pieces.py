@@ -69,7 +69,7 @@ def check_activation(
     rows = []
     with jax.enable_x64(True):
         for dtype in map(jnp.dtype, dtypes):
-            _check_activation_contract(act, dtype)
+            activations.check_shapes(act, dtype)
         pair = _activation_pair(act)
         for dtype in map(jnp.dtype, dtypes):
             z = _grid(dtype, act.kinks, extra)
@@ -131,7 +131,7 @@ def check_cost(
                 z, y = _draw(cost, k, tuple(shape), dtype, scale)
                 loss_of_z = _loss_of_z(cost, act, y)
                 out = z if act is None else act.fn(z)
-                _check_cost_contract(cost, out, y)
+                losses.check_shapes(cost, out, y)
                 deltas.append((cost.output_delta(out, y), jax.grad(loss_of_z)(z)))
                 each = losses.row_losses(cost, out, y)
                 sums.append((cost.loss(out, y), jnp.mean(each), jnp.mean(jnp.abs(each))))
@@ -185,25 +185,6 @@ def _activation_pair(act: Activation) -> Callable[[jax.Array], tuple[jax.Array, 
     return jax.jit(pair)
 
 
-def _check_activation_contract(act: Activation, dtype: np.dtype) -> None:
-    z = jax.ShapeDtypeStruct((3, 5), dtype)
-    a = _shape_of(lambda z: act.fn(z), z, f"Activation {act.name!r}: fn")
-    g = _shape_of(lambda z: act.grad(z, act.fn(z)), z, f"Activation {act.name!r}: grad")
-    for part, got in (("fn", a), ("grad", g)):
-        if (tuple(got.shape), got.dtype) != ((3, 5), dtype):
-            raise ValueError(
-                f"Activation {act.name!r}: {part} maps z [3, 5] {dtype} to "
-                f"{list(got.shape)} {got.dtype}; it must keep z's shape and dtype (elementwise)"
-            )
-
-
-def _shape_of(fn: Callable, arg, what: str):
-    try:
-        return jax.eval_shape(fn, arg)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} fails on a [3, 5] {arg.dtype} input: {error}") from error
-
-
 # --- costs ----------------------------------------------------------------------
 
 
@@ -222,22 +203,6 @@ def _loss_of_z(cost: Cost, act: Activation | None, y) -> Callable[[jax.Array], j
     if act is None:
         return lambda out: cost.loss(out, y)
     return lambda z: cost.loss(act.fn(z), y)
-
-
-def _check_cost_contract(cost: Cost, out: jax.Array, y) -> None:
-    where = f"for out {list(out.shape)} {out.dtype}"
-    value = jax.eval_shape(cost.loss, out, y)
-    if value.shape != ():
-        raise ValueError(
-            f"Cost {cost.name!r}: loss returns shape {list(value.shape)} {where}; it must "
-            "return a scalar, the mean over rows of each row's loss"
-        )
-    delta = jax.eval_shape(cost.output_delta, out, y)
-    if (delta.shape, delta.dtype) != (out.shape, out.dtype):
-        raise ValueError(
-            f"Cost {cost.name!r}: output_delta returns {list(delta.shape)} {delta.dtype} "
-            f"{where}; it must return dLoss/dout with out's shape and dtype"
-        )
 
 
 def _worst_draw(what: str, dtype: np.dtype, deltas: list) -> PieceRow:
