@@ -277,9 +277,7 @@ def check_state(
     net.check_call(state.params, np.zeros((1, net.sizes[0]), np.float32))
     dtype = jnp.result_type(state.params[0]["w"])
     expected = _memory.opt_state_shapes(optimizer, net, dtype)
-    shapes = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(state.opt_state)]
-    wanted = [(a.shape, a.dtype) for a in jax.tree.leaves(expected)]
-    if jax.tree.structure(expected) != jax.tree.structure(state.opt_state) or shapes != wanted:
+    if not _same_layout(expected, state.opt_state):
         raise ValueError(
             f"state: its optimizer state ({_state_kind(state.opt_state)}) is not what the "
             f"optimizer makes ({_state_kind(expected)}); it seems to come from another "
@@ -289,14 +287,20 @@ def check_state(
     if rule.init is BACKPROP.init:
         return
     expected = _memory.rule_state_shapes(rule, net, dtype)
-    shapes = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(state.rule_state)]
-    wanted = [(a.shape, a.dtype) for a in jax.tree.leaves(expected)]
-    if jax.tree.structure(expected) != jax.tree.structure(state.rule_state) or shapes != wanted:
+    if not _same_layout(expected, state.rule_state):
+        have, want = len(jax.tree.leaves(state.rule_state)), len(jax.tree.leaves(expected))
         raise ValueError(
-            f"state: its rule_state ({len(shapes)} arrays) is not what the backward rule "
-            f"{rule.name!r} makes ({len(wanted)} arrays); pass the engine it was trained "
+            f"state: its rule_state ({have} arrays) is not what the backward rule "
+            f"{rule.name!r} makes ({want} arrays); pass the engine it was trained "
             f"with, or a fresh init_state(net, optimizer, key, rule=...)"
         )
+
+
+def _same_layout(expected, tree) -> bool:
+    """Whether ``tree`` has ``expected``'s structure and each leaf its shape and dtype."""
+    shapes = [(np.shape(a), _dtype(a)) for a in jax.tree.leaves(tree)]
+    wanted = [(a.shape, a.dtype) for a in jax.tree.leaves(expected)]
+    return jax.tree.structure(expected) == jax.tree.structure(tree) and shapes == wanted
 
 
 def _dtype(a) -> np.dtype:
