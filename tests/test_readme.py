@@ -42,7 +42,7 @@ def test_gradient_check_example_prints_what_the_readme_shows(capsys):
 def test_readme_opens_with_the_two_commands():
     commands = re.findall(r"```bash\n# [^\n]*\n([^\n]*)\n```", README.read_text())
     assert commands[0].endswith("funcbp train configs/digits.toml")
-    assert commands[1].endswith("python -m pytest")
+    assert commands[1].endswith("python -m pytest -n auto")
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
 
