@@ -17,6 +17,7 @@ from funcbp import (
     initializers,
     losses,
     optim,
+    rules,
     sharding,
     testing,
     train,
@@ -41,6 +42,7 @@ from funcbp.gradcheck import (
 )
 from funcbp.losses import Cost
 from funcbp.mlp import MLP
+from funcbp.rules import LearningRule
 from funcbp.train import (
     FitOptions,
     TrainingDiverged,
@@ -71,6 +73,7 @@ __all__ = [
     "FitOptions",
     "ForwardCache",
     "GradientReport",
+    "LearningRule",
     "TrainState",
     "TrainingDiverged",
     "activations",
@@ -98,6 +101,7 @@ __all__ = [
     "make_epoch",
     "make_train_step",
     "optim",
+    "rules",
     "save_checkpoint",
     "sharding",
     "testing",

@@ -202,12 +202,13 @@ def _dot(a: Array, b: Array) -> Array:
     return jnp.matmul(a, b, preferred_element_type=jnp.float32)
 
 
-def output_delta(net: Network, cache: ForwardCache, out_cotangent: Array) -> Array:
-    """``delta_L = out_cotangent * f_L'(z_L)``; skips the product for an identity output."""
+def output_delta(net: Network, z: Array, out: Array, out_cotangent: Array) -> Array:
+    """``delta_L = out_cotangent * f_L'(z_L)`` at the last layer's ``z`` and ``out``; skips
+    the product for an identity output."""
     act = net.layer_activations[-1]
     if act.name == "identity":
         return out_cotangent
-    return out_cotangent * act.grad(cache.pre[-1], cache.post[-1])
+    return out_cotangent * act.grad(z, out)
 
 
 def backward(
@@ -309,19 +310,30 @@ def backprop_with_cache(
     """``backprop`` and the forward cache it ran on (for per-layer diagnostics)."""
     x, y = jnp.asarray(x), jnp.asarray(y)
     cache = forward(net, params, x, key)
-    cost = net.resolved_cost
-    delta = _losses.weighted_delta(cost, cache.out, y, sample_weight)
-    if cost.fused_activation is None:
-        delta = output_delta(net, cache, delta)
+    delta = loss_delta(net, cache.pre[-1], cache.out, y, sample_weight)
     grads, input_grad, deltas = backward(net, params, cache, delta, rule, rule_state)
     input_grad = input_grad.astype(x.dtype)
     loss = loss_of_output(net, params, cache.out, y, sample_weight)
-    if net.l2:
-        # d/dW [l2/2 ||W||^2] = l2 W; biases are not penalised.
-        grads = [
-            {"w": g["w"] + net.l2 * p["w"], "b": g["b"]} for g, p in zip(grads, params, strict=True)
-        ]
-    return BackpropResult(loss, grads, input_grad, deltas), cache
+    return BackpropResult(loss, with_weight_penalty(net, params, grads), input_grad, deltas), cache
+
+
+def loss_delta(
+    net: Network, z: Array, out: Array, y: Array, sample_weight: Array | None = None
+) -> Array:
+    """``delta_L = dLoss/dz_L`` ``[batch, n_out]`` at the last layer's ``z`` and output
+    ``out = f_L(z)`` (the cost's fused form where it has one)."""
+    cost = net.resolved_cost
+    delta = _losses.weighted_delta(cost, out, y, sample_weight)
+    return delta if cost.fused_activation is not None else output_delta(net, z, out, delta)
+
+
+def with_weight_penalty(net: Network, params: Params, grads: Params) -> Params:
+    """``grads`` plus the l2 term's gradient, ``d/dW [l2/2 ||W||^2] = l2 W`` (biases are
+    not penalised)."""
+    if not net.l2:
+        return grads
+    return [{"w": g["w"] + net.l2 * p["w"], "b": g["b"]}
+            for g, p in zip(grads, params, strict=True)]  # fmt: skip
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -342,7 +354,7 @@ def _apply_fwd(net: Network, params: Params, x: Array):
 
 def _apply_bwd(net: Network, residuals: tuple[Params, ForwardCache, Array], out_cotangent: Array):
     params, cache, x = residuals  # x: its dtype is the input cotangent's
-    delta = output_delta(net, cache, out_cotangent)
+    delta = output_delta(net, cache.pre[-1], cache.out, out_cotangent)
     grads, input_grad, _ = backward(net, params, cache, delta)
     return grads, input_grad.astype(x.dtype)
 

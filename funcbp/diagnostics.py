@@ -19,7 +19,18 @@ of each epoch; ``make_train_step(..., diagnostics=True)`` is one such step, its
                      (sigmoid' < 0.0125, tanh' < 0.05: |z| beyond about 4.4 and 2.2);
                      else NaN
 
-and ``grad_nonfinite``, whether any gradient is NaN or infinite. Per epoch,
+and ``grad_nonfinite``, whether any gradient is NaN or infinite. Training by a learning
+rule (``funcbp.rules``) adds how far each layer's update ``u_l`` (the rule's ``dW_l``,
+before the optimizer) is from the exact gradient ``g_l = dLoss/dW_l`` of the same step,
+computed in the same program::
+
+    alignment_angle  arccos(<u_l, g_l> / (|u_l| |g_l|)) in degrees (0: the exact direction)
+    norm_ratio       |u_l| / |g_l|
+    feedback_angle   the same angle between B_l and W_l^T (BioTorch's metric), for rules
+                     whose B_l stands in for W_l^T; else NaN (direct feedback, predictive
+                     coding and forward gradients have no such matrix)
+
+Per epoch,
 ``fit`` records their mean over the sampled steps and ``sampled_steps``. ``findings``
 reads a history of them and says, with a concrete suggestion, when a classic
 failure shows.
@@ -29,14 +40,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
+from funcbp.backprop import BackwardRule
+
 if TYPE_CHECKING:
     from funcbp.backprop import ForwardCache
     from funcbp.mlp import MLP
+    from funcbp.rules import Rule
 
 Array = jax.Array
 Params = list[dict[str, Array]]
@@ -44,6 +58,7 @@ Params = list[dict[str, Array]]
 LAYER_STATS = ("grad_norm", "grad_b_norm", "delta_norm", "weight_norm", "update_ratio",
                "dead_fraction", "saturated_fraction")  # fmt: skip
 NAMES = (*LAYER_STATS, "grad_nonfinite", "sampled_steps")
+ALIGNMENT_STATS = ("alignment_angle", "norm_ratio", "feedback_angle")  # a rule's, [L] each
 _SATURATED_BELOW = 0.05  # of a saturating activation's largest derivative (its max_grad)
 
 # What ``findings`` flags.
@@ -98,15 +113,47 @@ def layer_stats(
     }
 
 
+def angle(u: Array, v: Array) -> Array:
+    """The angle in degrees between ``u`` and ``v``, flattened (NaN if either is zero)."""
+    u, v = u.reshape(-1), v.reshape(-1)
+    cosine = jnp.sum(u * v) / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
+    return jnp.degrees(jnp.arccos(jnp.clip(cosine, -1.0, 1.0)))
+
+
+def alignment_stats(
+    params: Params, update: Params, exact: Params, rule: Rule, rule_state: Any
+) -> dict[str, Array]:
+    """``alignment_angle``, ``norm_ratio`` and ``feedback_angle`` of each layer (``[L]``,
+    ``stats_dtype``): the rule's ``update`` (``dLoss/dparams``' structure) against the
+    ``exact`` gradient at ``params``, and ``rule``'s ``B_l`` against ``W_l^T``."""
+    dtype = stats_dtype(params)
+    pairs = [(u["w"].astype(dtype), g["w"].astype(dtype)) for u, g in
+             zip(update, exact, strict=True)]  # fmt: skip
+    layer_feedback = isinstance(rule, BackwardRule) and not rule.from_output
+    feedback = [
+        angle(rule.feedback(params, rule_state, layer).astype(dtype), p["w"].T.astype(dtype))
+        if layer_feedback
+        else jnp.asarray(jnp.nan, dtype)
+        for layer, p in enumerate(params)
+    ]
+    return {
+        "alignment_angle": jnp.stack([angle(u, g) for u, g in pairs]),
+        "norm_ratio": jnp.stack([jnp.linalg.norm(u) / jnp.linalg.norm(g) for u, g in pairs]),
+        "feedback_angle": jnp.stack(feedback),
+    }
+
+
 def stats_dtype(params: Params) -> jnp.dtype:
     """float32, or float64 for float64 parameters (bfloat16 is too coarse for ratios)."""
     return jnp.promote_types(params[0]["w"].dtype, jnp.float32)
 
 
-def empty_stats(params: Params) -> dict[str, Array]:
-    """What a step that does not sample reports: NaN for every statistic."""
+def empty_stats(params: Params, alignment: bool = False) -> dict[str, Array]:
+    """What a step that does not sample reports: NaN for every statistic (with
+    ``alignment``, a rule's too)."""
     shape = (len(params),)
-    stats = {name: jnp.full(shape, jnp.nan, stats_dtype(params)) for name in LAYER_STATS}
+    names = (*LAYER_STATS, *ALIGNMENT_STATS) if alignment else LAYER_STATS
+    stats = {name: jnp.full(shape, jnp.nan, stats_dtype(params)) for name in names}
     return {**stats, "grad_nonfinite": jnp.zeros((), bool)}
 
 
@@ -123,7 +170,8 @@ def epoch_summary(aux: dict[str, Array]) -> dict[str, Array]:
     count = jnp.sum(sampled)
     summary = {
         name: jnp.sum(jnp.where(sampled[:, None], aux[name], 0.0), axis=0) / count
-        for name in LAYER_STATS
+        for name in (*LAYER_STATS, *ALIGNMENT_STATS)
+        if name in aux
     }
     return {
         **summary,

@@ -1,6 +1,6 @@
 """Data parallelism over a one-axis ``data`` mesh: the data split by rows, the rest replicated.
 
-``fit`` puts the parameters, optimizer state and backward rule state
+``fit`` puts the parameters, optimizer state and learning rule state
 (``TrainState``) on every device of the mesh and the training and evaluation
 rows (with their sample weights, if any) split along ``data``: each device holds
 ``n / devices`` of them and each process copies only its own devices' rows.

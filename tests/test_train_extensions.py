@@ -76,9 +76,15 @@ def test_a_rule_that_is_backprop_trains_as_backprop():
     assert rule_history == bp_history  # the same operations: bit for bit
     assert_trees_close(rule.params, bp.params, 1e-12, "params")
     assert rule.rule_state == () and bp.rule_state == ()
-    # With diagnostics too (the statistics' step runs the rule's pass).
-    np.testing.assert_equal(_fit(engine=COPY, diagnostics_every=2)[1],
-                            _fit(diagnostics_every=2)[1])  # fmt: skip
+    # With diagnostics too (the statistics' step runs the rule's pass), which add the
+    # rule's alignment with the exact gradient: none to speak of, and B_l is W_l^T.
+    ruled, exact = _fit(engine=COPY, diagnostics_every=2)[1], _fit(diagnostics_every=2)[1]
+    alignment = {name: ruled.pop(name) for name in funcbp.diagnostics.ALIGNMENT_STATS}
+    np.testing.assert_equal(ruled, exact)
+    # arccos near 1 magnifies the last bit of the cosine: 1e-16 becomes ~1e-6 degrees.
+    np.testing.assert_allclose(alignment["alignment_angle"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(alignment["feedback_angle"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(alignment["norm_ratio"], 1.0, rtol=1e-12)
 
 
 def test_engines_are_names_or_hashable_rules():
@@ -88,8 +94,10 @@ def test_engines_are_names_or_hashable_rules():
         "backprop"
     )
     for engine in ("torch", object(), None):
-        with pytest.raises(ValueError, match=r"engine must be one of backprop, autodiff, or a "
-                                             r"funcbp.BackwardRule, got"):  # fmt: skip
+        with pytest.raises(ValueError, match=r"engine must be one of backprop, autodiff, "
+                                             r"feedback_alignment, .*, forward_gradient, or a "
+                                             r"funcbp.BackwardRule or funcbp.rules.LearningRule, "
+                                             r"got"):  # fmt: skip
             funcbp.make_train_step(NET, _opt(), engine)
 
 
@@ -156,10 +164,10 @@ def test_rule_state_survives_a_checkpoint_and_a_resumed_run_equals_one_run(tmp_p
 
     like = load_checkpoint(path, (first.state, first.progress))  # a template needs no rule
     assert_trees_close(like.state.rule_state, first.state.rule_state, 0.0, "rule_state")
-    message = r"state of the backward rule 'feedback-mirror'; pass it: load_checkpoint\(path, rule="
+    message = r"state of the learning rule 'feedback-mirror'; pass it: load_checkpoint\(path, rule="
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
-    with pytest.raises(CheckpointError, match=r"trained with the backward rule 'feedback-mirror', "
+    with pytest.raises(CheckpointError, match=r"trained with the learning rule 'feedback-mirror', "
                                               r"not 'my-backprop'"):  # fmt: skip
         load_checkpoint(path, rule=COPY)
 

@@ -1,7 +1,7 @@
 """Checkpoints: a training run's state in one ``.npz`` file that cannot run code on load.
 
 A checkpoint holds a ``TrainState`` (parameters, optimizer state, step, RNG key,
-a backward rule's state) and the ``Progress`` of ``fit`` as arrays, read back with
+a learning rule's state) and the ``Progress`` of ``fit`` as arrays, read back with
 ``np.load(allow_pickle=False)``: no pickle anywhere. Its JSON metadata is stored
 inside the file and beside it as ``NAME.json`` for people and tools.
 
@@ -10,7 +10,7 @@ where it sits in today's Python objects, so that files outlive refactors::
 
     params/<layer>/w, params/<layer>/b     [n_in, n_out], [n_out]
     opt_state/000, opt_state/001, ...      the optimizer state's leaves, in flatten order
-    rule_state/000, rule_state/001, ...    a BackwardRule's state leaves, in flatten order
+    rule_state/000, rule_state/001, ...    a learning rule's state leaves, in flatten order
                                            (none for backprop and rules without state)
     step, key                              [] int32; the training key's bits
     progress/epoch, progress/best, progress/best_epoch, progress/stopped
@@ -18,7 +18,7 @@ where it sits in today's Python objects, so that files outlive refactors::
 
 Its metadata holds ``format``, ``step``, ``epoch``, ``net`` (``net_spec``),
 ``optimizer`` (``{"name", "learning_rate", "options"}`` of ``funcbp.optim.make``),
-``rule`` (a ``BackwardRule``'s name, when the caller gives one), the caller's own
+``rule`` (a learning rule's name, when the caller gives one), the caller's own
 keys, and ``arrays``: each array's dtype and shape (and a key's impl), so that a
 mismatch names the array. Files of the previous format,
 ``funcbp.checkpoint/1`` (funcbp 0.1: arrays named by pytree paths), load too.
@@ -44,9 +44,10 @@ import numpy as np
 import optax
 
 from funcbp import optim
+from funcbp import rules as _rules
 from funcbp._jax import atomic
 from funcbp.activations import Activation
-from funcbp.backprop import BACKPROP, BackwardRule
+from funcbp.backprop import BACKPROP
 from funcbp.checkpoint import _format1
 from funcbp.checkpoint._net_spec import net_from_spec, net_spec
 from funcbp.errors import CheckpointError
@@ -78,7 +79,7 @@ def save_checkpoint(
     ``net_spec`` writes them) and ``optimizer`` (``{"name", "learning_rate",
     "options"}`` of ``funcbp.optim.make``) so that ``load_checkpoint`` can rebuild
     the state without a template. Both are checked and stored in their spec form;
-    ``rule`` (a ``funcbp.BackwardRule`` or its name) is stored as its name.
+    ``rule`` (a learning rule of ``funcbp.rules`` or its name) is stored as its name.
 
     Raises:
       ValueError: ``meta``'s ``net`` or ``optimizer`` does not build one.
@@ -93,7 +94,7 @@ def save_checkpoint(
         meta["net"] = net_spec(net if isinstance(net, MLP) else net_from_spec(net))
     if "optimizer" in meta:
         meta["optimizer"], _ = _optimizer(meta["optimizer"])
-    if isinstance(meta.get("rule"), BackwardRule):
+    if _rules.is_rule(meta.get("rule")):
         meta["rule"] = meta["rule"].name
     meta.update(format=FORMAT, step=int(state.step), epoch=int(progress.epoch), arrays=entries)
     text = json.dumps(meta, indent=2) + "\n"
@@ -108,14 +109,14 @@ def load_checkpoint(
     *,
     which: str = "latest",
     pieces: Sequence[Activation | Cost] = (),
-    rule: BackwardRule | None = None,
+    rule: _rules.Rule | None = None,
 ) -> Checkpoint:
     """Reads a checkpoint file, or the ``which`` ("latest"/"best") one of a run directory.
 
     ``like`` is a ``(TrainState, Progress)`` of arrays or ``jax.ShapeDtypeStruct``s
     to fill; without it the structure is rebuilt from the metadata's ``net`` and
     ``optimizer`` (as ``funcbp train`` writes them), with ``pieces``: the user
-    activations and costs its network names, and ``rule``: the ``BackwardRule`` it
+    activations and costs its network names, and ``rule``: the learning rule it
     was trained with, needed when the file holds a rule state (``rule_state/...``)
     to rebuild it (a file without one loads with ``rule_state=()``). Reads formats
     ``funcbp.checkpoint/2`` and ``/1``.
@@ -363,14 +364,16 @@ def _rule(path: Path, meta: dict, entries: Mapping[str, Any], rule, needed: bool
     """The rule whose state the file holds: ``rule``, checked against the metadata's name;
     ``needed`` (no template given): refused unless given for a file with a rule state."""
     named = meta.get("rule")
-    if rule is not None and not isinstance(rule, BackwardRule):
-        raise CheckpointError(f"rule must be a funcbp.BackwardRule, got {rule!r}")
+    if rule is not None and not _rules.is_rule(rule):
+        raise CheckpointError(
+            f"rule must be a funcbp.BackwardRule or funcbp.rules.LearningRule, got {rule!r}"
+        )
     if rule is not None and named is not None and rule.name != named:
         raise CheckpointError(
-            f"{path} was trained with the backward rule {named!r}, not {rule.name!r}"
+            f"{path} was trained with the learning rule {named!r}, not {rule.name!r}"
         )
     if needed and rule is None and any(name.startswith("rule_state/") for name in entries):
-        which = f"the backward rule {named!r}" if named else "a backward rule"
+        which = f"the learning rule {named!r}" if named else "a learning rule"
         raise CheckpointError(
             f"{path} holds the state of {which}; pass it: load_checkpoint(path, rule=...)"
         )

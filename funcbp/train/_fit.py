@@ -20,10 +20,11 @@ import optax
 from jax.sharding import Mesh
 
 from funcbp import diagnostics as _diagnostics
+from funcbp import rules as _rules
 from funcbp import sharding
 from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.options import with_overrides
-from funcbp.backprop import BACKPROP, BackwardRule
+from funcbp.backprop import BACKPROP
 from funcbp.mlp import MLP
 from funcbp.train import _memory
 from funcbp.train._block import block_program
@@ -37,6 +38,7 @@ from funcbp.train._step import (
     check_optimizer,
     init_progress,
     init_state,
+    rule_of,
 )
 
 Array = jax.Array
@@ -230,7 +232,7 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
         raise ValueError("patience (early stopping) needs an eval dataset to monitor")
     mesh = _mesh_of(x, options.devices)
     sharding.check_divides(mesh, batch_size or len(x), "batch_size" if batch_size else "full batch")
-    rule = options.engine if isinstance(options.engine, BackwardRule) else BACKPROP
+    rule = rule_of(options.engine)
     if state is not None:
         check_state(net, optimizer, state, rule)
     devices = list(mesh.devices.flat) if mesh is not None else options.devices
@@ -266,7 +268,7 @@ def check_state(
     net: MLP,
     optimizer: optax.GradientTransformation,
     state: TrainState,
-    rule: BackwardRule = BACKPROP,
+    rule: _rules.Rule = BACKPROP,
 ) -> None:
     """Refuses (``ValueError``) a ``state`` whose parameters do not fit ``net``, whose
     optimizer state is not the one ``optimizer`` makes (another optimizer's) or, for a
@@ -284,13 +286,13 @@ def check_state(
             "optimizer: pass the optimizer it was trained with, or a fresh init_state(net, "
             "optimizer, key)"
         )
-    if rule.init is BACKPROP.init:
+    if not _rules.has_state(rule):
         return
     expected = _memory.rule_state_shapes(rule, net, dtype)
     if not _same_layout(expected, state.rule_state):
         have, want = len(jax.tree.leaves(state.rule_state)), len(jax.tree.leaves(expected))
         raise ValueError(
-            f"state: its rule_state ({have} arrays) is not what the backward rule "
+            f"state: its rule_state ({have} arrays) is not what the learning rule "
             f"{rule.name!r} makes ({want} arrays); pass the engine it was trained "
             f"with, or a fresh init_state(net, optimizer, key, rule=...)"
         )

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from funcbp.backprop import BACKPROP, BackwardRule
+from funcbp import rules as _rules
 from funcbp.mlp import MLP
 
 
@@ -37,10 +37,10 @@ def opt_state_shapes(optimizer, net: MLP, dtype) -> Any:
     return jax.eval_shape(optimizer.init, _param_shapes(net, dtype))
 
 
-def rule_state_shapes(rule: BackwardRule, net: MLP, dtype) -> Any:
+def rule_state_shapes(rule: _rules.Rule, net: MLP, dtype) -> Any:
     """The state ``rule.init`` makes for ``net``'s parameters, as shapes (``()`` for a rule
     without state, traced not at all)."""
-    if rule.init is BACKPROP.init:
+    if not _rules.has_state(rule):
         return ()
     return jax.eval_shape(lambda p: rule.init(jax.random.key(0), net, p), _param_shapes(net, dtype))
 
@@ -64,7 +64,7 @@ def training_bytes(
     batch: int | None = None,
     patience: int | None = None,
     devices: int = 1,
-    rule: BackwardRule | None = None,
+    rule: _rules.Rule | None = None,
 ) -> dict[str, int]:
     """Bytes training ``net`` needs on each of ``devices``, by part.
 
@@ -75,7 +75,7 @@ def training_bytes(
         first; none: the parameters and optimizer state only.
       batch: rows per step (``None``: the training set's ``n``).
       patience: early stopping keeps a copy of the best parameters.
-      rule: a ``funcbp.BackwardRule`` whose state (``rule_state_shapes``) counts too.
+      rule: a learning rule (``funcbp.rules``) whose state (``rule_state_shapes``) counts too.
 
     Returns:
       ``{"parameters", "optimizer state"}``, ``"rule state"`` for a rule with state,
@@ -88,7 +88,7 @@ def training_bytes(
     params = net.num_params * itemsize
     needs = {"parameters": params,
              "optimizer state": tree_bytes(opt_state_shapes(optimizer, net, dtype))}  # fmt: skip
-    if rule is not None and rule.init is not BACKPROP.init:
+    if rule is not None and _rules.has_state(rule):
         needs["rule state"] = tree_bytes(rule_state_shapes(rule, net, dtype))
     if not data:
         return needs

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from funcbp import sharding
-from funcbp.backprop import BackwardRule
+from funcbp.rules import Rule
 from funcbp.train._step import check_batch_size, check_count, check_engine
 
 
@@ -23,9 +23,11 @@ class FitOptions:
     Attributes:
       epochs: passes over the training data.
       batch_size: samples per step, or ``None`` for full-batch training.
-      engine: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a
-        ``funcbp.BackwardRule`` (the hand-derived pass with its feedback matrices; its
-        state lives in ``TrainState.rule_state``). ``funcbp.BACKPROP`` is ``"backprop"``.
+      engine: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a learning
+        rule of ``funcbp.rules`` by name (its default options, the rule once made) or
+        value: a ``funcbp.BackwardRule`` (the hand-derived pass with its feedback
+        matrices) or a ``funcbp.rules.LearningRule``; its state lives in
+        ``TrainState.rule_state``. ``funcbp.BACKPROP`` is ``"backprop"``.
       patience: stop after this many epochs without a better monitored loss (the
         first eval set's) and restore the best parameters; ``None``: never.
       dtype: parameter dtype of a fresh state (a ``jnp.dtype`` once made).
@@ -40,7 +42,7 @@ class FitOptions:
 
     epochs: int
     batch_size: int | None
-    engine: str | BackwardRule = "backprop"
+    engine: str | Rule = "backprop"
     patience: int | None = None
     dtype: Any = jnp.float32
     epochs_per_call: int | None = None

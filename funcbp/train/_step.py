@@ -1,7 +1,7 @@
 """The pure, jit-able building blocks of training: state, step, epoch, evaluation, progress.
 
 ``make_train_step`` is one gradient (by an engine: ``"backprop"``, ``"autodiff"`` or a
-``funcbp.BackwardRule``) and optax update;
+learning rule of ``funcbp.rules``, by name or value) and optax update;
 ``make_epoch`` one pass over the data: an on-device shuffle, then ``lax.scan``
 over the mini-batches. Both return ``(state, (loss or losses, aux))``, ``aux``
 a mapping that is empty unless diagnostics are on, so a caller never branches
@@ -31,6 +31,7 @@ import optax
 from jax.sharding import Mesh
 
 from funcbp import diagnostics as _diagnostics
+from funcbp import rules as _rules
 from funcbp import sharding
 from funcbp._jax.caches import bounded_cache
 from funcbp._jax.memory import refuse_unless_fits
@@ -42,8 +43,8 @@ from funcbp.train import _memory
 Array = jax.Array
 Params = list[dict[str, Array]]
 Aux = dict[str, Array]  # {} without diagnostics; funcbp.diagnostics' statistics with them
-ENGINES = ("backprop", "autodiff")  # the engines named by a string; a BackwardRule is one too
-Engine = str | BackwardRule
+ENGINES = ("backprop", "autodiff")  # the exact engines; funcbp.rules.NAMES name the others
+Engine = str | _rules.Rule
 
 
 class TrainState(NamedTuple):
@@ -53,7 +54,7 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
     step: Array  # shape=(), int32: optimizer steps taken
     key: Array  # jax.random.key: shuffling and dropout masks
-    rule_state: Any = ()  # the BackwardRule's state (its init's pytree); () for backprop
+    rule_state: Any = ()  # the learning rule's state (its init's pytree); () for backprop
 
 
 def init_state(
@@ -61,25 +62,26 @@ def init_state(
     optimizer: optax.GradientTransformation,
     key: Array,
     dtype=jnp.float32,
-    rule: BackwardRule = BACKPROP,
+    rule: _rules.Rule = BACKPROP,
 ) -> TrainState:
     """Fresh parameters (``net.init``), optimizer state and ``rule``'s state; ``key`` seeds all.
 
     ``key``: ``jax.random.key(seed)`` (a legacy ``jax.random.PRNGKey`` works too).
-    ``rule``: a ``funcbp.BackwardRule`` whose ``init`` makes ``rule_state`` from
+    ``rule``: a ``funcbp.BackwardRule`` or ``funcbp.rules.LearningRule`` whose ``init``
+    makes ``rule_state`` from
     ``jax.random.fold_in(k_params, 1)``, a key split off the parameters' own; a
     rule without state (``BACKPROP``) draws nothing, so its parameters and
     training key are those of ``init_state(net, optimizer, key)``.
     """
     check_key(key)
     check_optimizer(optimizer)
-    if not isinstance(rule, BackwardRule):
-        raise ValueError("rule must be a funcbp.BackwardRule (such as funcbp.BACKPROP), "
-                         f"got {rule!r}")  # fmt: skip
+    if not _rules.is_rule(rule):
+        raise ValueError("rule must be a funcbp.BackwardRule (such as funcbp.BACKPROP) or a "
+                         f"funcbp.rules.LearningRule, got {rule!r}")  # fmt: skip
     dtype = jnp.dtype(dtype)
     needs = _memory.training_bytes(net, optimizer, dtype, rule=rule)
     refuse_unless_fits(f"init_state: the network {net.sizes}", needs)
-    stateful = rule.init is not BACKPROP.init
+    stateful = _rules.has_state(rule)
     program = _initializer(net.init_rules, optimizer, dtype, *((net, rule) if stateful else ()))
     params, opt_state, k_train, rule_state = program(key)
     return TrainState(params, opt_state, np.zeros((), np.int32), k_train, rule_state)
@@ -141,14 +143,23 @@ def check_batch_size(batch_size: int | None, n: int | None = None) -> None:
 
 
 def check_engine(engine: Any) -> Engine:
-    """``engine`` as training uses it: one of ``ENGINES`` or a hashable ``BackwardRule``
-    (``BACKPROP`` itself is ``"backprop"``); refused (``ValueError``) otherwise."""
-    if isinstance(engine, BackwardRule):
+    """``engine`` as training uses it: one of ``ENGINES``, or a hashable rule (a name of
+    ``funcbp.rules.NAMES`` becomes its rule with default options; ``BACKPROP`` itself is
+    ``"backprop"``); refused (``ValueError``, listing the valid names) otherwise."""
+    if _rules.is_rule(engine):
         return "backprop" if engine == BACKPROP else engine  # BACKPROP is the named engine
+    if isinstance(engine, str) and engine in _rules.NAMES:
+        return _rules.make(engine)
     if not isinstance(engine, str) or engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, or a "
-                         f"funcbp.BackwardRule, got {engine!r}")  # fmt: skip
+        raise ValueError(f"engine must be one of {', '.join((*ENGINES, *_rules.NAMES))}, or a "
+                         f"funcbp.BackwardRule or funcbp.rules.LearningRule, got "
+                         f"{engine!r}")  # fmt: skip
     return engine
+
+
+def rule_of(engine: Engine) -> _rules.Rule:
+    """The rule an engine trains by: itself, or ``BACKPROP`` for the exact engines."""
+    return engine if _rules.is_rule(engine) else BACKPROP
 
 
 def _gradient(net: MLP, engine: Engine) -> Callable[..., tuple[Array, Params]]:
@@ -161,6 +172,8 @@ def _gradient(net: MLP, engine: Engine) -> Callable[..., tuple[Array, Params]]:
 
     def by_rule(state: TrainState, x: Array, y: Array, extras: dict):
         net.check_call(state.params, x, y, extras.get("sample_weight"), extras.get("key"))
+        if isinstance(engine, _rules.LearningRule):
+            return engine.gradient(net, state.params, state.rule_state, x, y, **extras)
         result, _ = backprop_with_cache(net, state.params, x, y, rule=engine,
                                         rule_state=state.rule_state, **extras)  # fmt: skip
         return result.loss, result.grads
@@ -181,21 +194,23 @@ def make_train_step(
     """``step(state, x [batch, n_in], y, sample_weight=None) -> (state, (loss, aux))``:
     gradient, update, apply.
 
-    ``engine``: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a
-    ``funcbp.BackwardRule``: the hand-derived pass with its ``B_l`` from
-    ``state.rule_state``, which ``rule.update(rule_state, params before, params
-    after)`` then advances. ``sample_weight`` ``[batch]``: the loss is their
-    weighted mean. With dropout (``net.hidden_dropout``), the step splits
-    ``state.key`` and draws its masks from one half.
+    ``engine``: ``"backprop"`` (hand-derived), ``"autodiff"`` (``jax.grad``) or a learning
+    rule (``funcbp.rules``, by name or value): a ``BackwardRule`` runs the hand-derived
+    pass with its ``B_l`` from ``state.rule_state``, a ``LearningRule`` its own
+    ``gradient``; ``rule.update(rule_state, params before, params after)`` then
+    advances the state. ``sample_weight`` ``[batch]``: the loss is their weighted
+    mean. With dropout (``net.hidden_dropout``), the step splits ``state.key`` and
+    draws its masks from one half.
 
     ``aux`` is ``{}``, or with ``diagnostics=True`` ``funcbp.diagnostics``' per-layer
     statistics of this step (each ``[L]``). The hand-derived engine computes every
     ingredient anyway; the autodiff engine runs the hand-derived pass beside
-    ``jax.grad`` for them.
+    ``jax.grad`` for them; a rule runs the exact pass beside its own and adds the
+    alignment of its update with the exact gradient (``diagnostics.alignment_stats``).
     """
     engine = check_engine(engine)
     value_and_grad = _gradient(net, engine)
-    rule = engine if isinstance(engine, BackwardRule) else None
+    rule = engine if _rules.is_rule(engine) else None
     dropout = any(net.hidden_dropout)
 
     def draw(state: TrainState) -> tuple[TrainState, Array | None]:
@@ -221,13 +236,19 @@ def make_train_step(
     def step_with_stats(state: TrainState, x: Array, y: Array, sample_weight: Array | None = None):
         state, key = draw(state)
         extras = _extras(sample_weight, key)
-        by_rule = {} if rule is None else {"rule": rule, "rule_state": state.rule_state}
-        result, cache = backprop_with_cache(net, state.params, x, y, **extras, **by_rule)
-        loss, grads = result.loss, result.grads
-        if engine == "autodiff":
+        exact, cache = backprop_with_cache(net, state.params, x, y, **extras)
+        loss, grads, deltas = exact.loss, exact.grads, exact.deltas
+        if isinstance(engine, BackwardRule):  # its deltas, on the same forward pass
+            result, _ = backprop_with_cache(net, state.params, x, y, rule=engine,
+                                            rule_state=state.rule_state, **extras)  # fmt: skip
+            loss, grads, deltas = result.loss, result.grads, result.deltas
+        elif engine != "backprop":
             loss, grads = value_and_grad(state, x, y, extras)
         new = apply(state, grads)
-        stats = _diagnostics.layer_stats(net, state.params, cache, result.deltas, grads, new.params)
+        stats = _diagnostics.layer_stats(net, state.params, cache, deltas, grads, new.params)
+        if rule is not None:
+            stats |= _diagnostics.alignment_stats(state.params, grads, exact.grads, rule,
+                                                  state.rule_state)  # fmt: skip
         return new, (loss, stats)
 
     return step_with_stats if diagnostics else step
@@ -261,6 +282,7 @@ def make_epoch(
     epochs with ``state.step % N == 0``).
     """
     every = diagnostics_every
+    engine = check_engine(engine)
 
     def on_devices(step):
         """``step`` with its batch (and its weights, if any) split over the mesh."""
@@ -287,7 +309,8 @@ def make_epoch(
 
         def plain(state):
             new, (loss, _) = step(state, x, y, w)
-            return new, (loss, sampled(_diagnostics.empty_stats(state.params), jnp.zeros((), bool)))
+            empty = _diagnostics.empty_stats(state.params, alignment=_rules.is_rule(engine))
+            return new, (loss, sampled(empty, jnp.zeros((), bool)))
 
         state, (loss, aux) = jax.lax.cond(state.step % every == 0, sample, plain, state)
         return state, (loss[None], jax.tree.map(lambda a: a[None], aux))
