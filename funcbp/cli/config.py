@@ -1,6 +1,6 @@
 """Run configuration: TOML -> a typed, frozen ``RunConfig``, with ``--set`` overrides.
 
-A run file has up to five tables; every key is optional but ``data.source`` and
+A run file has up to six tables; every key is optional but ``data.source`` and
 ``model.hidden``::
 
     [data]       source = "digits"   validation = 0.0   test = 0.2   seed = 0   standardize = true
@@ -14,19 +14,23 @@ A run file has up to five tables; every key is optional but ``data.source`` and
                  dropout = 0.2 or one rate per hidden layer; an activation (or list entry),
                  output_activation or cost may be a user piece, "module:attribute")
     [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
-    [train]      epochs = 10   batch_size = 64 (or "full")   engine = "backprop"   seed = 0
+    [train]      epochs = 10   batch_size = 64 (or "full")   seed = 0
+                 engine = "backprop", "autodiff" or a learning rule of funcbp.rules.NAMES
                  patience = 0 (off)   dtype = "float32"
                  checkpoint_every = 5 (epochs)   keep_checkpoints = 3 (plus the best)
                  diagnostics_every = 0 (off; steps between per-layer statistics)
                  class_weight = "" (off), "balanced" (fitted on the training split) or
                  {"0" = 2.0, ...} (unlisted classes 1): the training split's weights
+    [rule]       the learning rule's options (funcbp.rules.options_of(engine)), such as
+                 decay = 0.01 for kolen_pollack, steps = 20 for predictive_coding
     [distributed]  coordinator = "" (or process 0's "host:port")   num_processes = 0 (one)
                  detect = false (true: what JAX detects, SLURM, Open MPI, ...)
                  timeout = 300 (seconds to wait for every process to connect)
 
 The network's input and output widths come from the data; ``MLP`` validates the
 rest of ``[model]``, the optimizer's names come from ``funcbp.optim``, the
-engines from ``funcbp.train.ENGINES`` and the dtypes from
+engines from ``funcbp.train.ENGINES`` and ``funcbp.rules`` (which validates
+``[rule]``) and the dtypes from
 ``funcbp.mlp.PARAM_DTYPES``. An unknown key, a wrong type or an invalid value
 raises ``ConfigError`` with one line naming the key and what was expected,
 before anything is compiled or written; every integer is checked against its
@@ -43,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from funcbp import optim, process_data
+from funcbp import optim, process_data, rules
 from funcbp import train as _train
 from funcbp.cli import _bounds, _pieces, _weights
 from funcbp.errors import ConfigError
@@ -106,6 +110,13 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RuleConfig:
+    """The ``[rule]`` table: the options of the learning rule ``train.engine`` names."""
+
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class DistributedConfig:
     """``jax.distributed`` for the run; each process adds its own ``--process-id``."""
 
@@ -121,7 +132,14 @@ class RunConfig:
     model: ModelConfig
     optimizer: OptimizerConfig
     train: TrainConfig
+    rule: RuleConfig = RuleConfig()
     distributed: DistributedConfig = DistributedConfig()
+
+    def engine(self) -> _train.Engine:
+        """What ``fit`` trains by: ``train.engine``, a learning rule made with ``[rule]``."""
+        if self.train.engine in _train.ENGINES:
+            return self.train.engine
+        return rules.make(self.train.engine, **self.rule.options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML/JSON-ready values, ``model.options`` and ``optimizer.options`` flattened
@@ -130,6 +148,7 @@ class RunConfig:
         model_options = out["model"].pop("options")
         out["model"] = {**out["model"], **model_options}
         out["optimizer"] = {**out["optimizer"].pop("options"), **out["optimizer"]}
+        out["rule"] = dict(out["rule"].pop("options"))
         return {
             section: {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
             for section, table in out.items()
@@ -137,7 +156,8 @@ class RunConfig:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
-             "train": TrainConfig, "distributed": DistributedConfig}  # fmt: skip
+             "train": TrainConfig, "rule": RuleConfig,
+             "distributed": DistributedConfig}  # fmt: skip
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
@@ -197,6 +217,8 @@ def _build(section: str, cls: type, table: dict[str, Any]):
     extra: tuple[str, ...] = ()
     if cls is OptimizerConfig:  # optim.make validates the rest
         kwargs["options"] = {k: table.pop(k) for k in list(table) if k not in fields}
+    if cls is RuleConfig:  # rules.make validates them
+        kwargs["options"] = {k: table.pop(k) for k in list(table)}
     if cls is ModelConfig:  # MLP's keywords; MLP validates them
         extra = _MLP_KEYS
         kwargs["options"] = _mlp_options({k: table.pop(k) for k in list(table) if k in extra})
@@ -332,7 +354,8 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(f"optimizer: {err}") from None
     if isinstance(t.batch_size, str) and t.batch_size != "full":
         raise ConfigError(f'train.batch_size: expected an integer or "full", got {t.batch_size!r}')
-    _one_of("train.engine", t.engine, _train.ENGINES)
+    _one_of("train.engine", t.engine, (*_train.ENGINES, *rules.NAMES))
+    _check_rule(t.engine, config.rule)
     if t.patience and not d.validation:
         raise ConfigError(
             "train.patience: early stopping needs a validation split (data.validation > 0)"
@@ -340,6 +363,21 @@ def _check_values(config: RunConfig) -> None:
     _one_of("train.dtype", t.dtype, PARAM_DTYPES)
     per_process = process_data.is_per_process(d.source)
     _weights.check_config(d.source, d.sample_weight, t.class_weight, per_process)
+
+
+def _check_rule(engine: str, rule: RuleConfig) -> None:
+    if rule.options and engine in _train.ENGINES:
+        first = next(iter(rule.options))
+        raise ConfigError(
+            f"rule.{first}: [rule] holds a learning rule's options, and train.engine = "
+            f"{engine!r} is none; set train.engine to one of {', '.join(rules.NAMES)}"
+        )
+    if engine in _train.ENGINES:
+        return
+    try:
+        rules.make(engine, **rule.options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"rule: {err}") from None
 
 
 def _check_distributed(c: DistributedConfig) -> None:

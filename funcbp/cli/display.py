@@ -75,15 +75,23 @@ def summary_table(summary: dict[str, Any]) -> str:
 
 
 def diagnostics_table(layer_names: Sequence[str], sizes: Sequence[int], stats: dict) -> str:
-    """One row per layer of ``funcbp.diagnostics`` statistics (one epoch's ``[L]`` lists)."""
+    """One row per layer of ``funcbp.diagnostics`` statistics (one epoch's ``[L]`` lists);
+    a learning rule's alignment with the exact gradient in the last columns (degrees)."""
     header = ["layer", "units", "activation", "|W|", "|dW|", "|db|", "|delta|", "update/|W|",
               "dead", "saturated"]  # fmt: skip
+    alignment = "alignment_angle" in stats
+    if alignment:
+        header += ["angle to grad", "norm ratio", "B to W^T"]
     rows = [header]
     for i, name in enumerate(layer_names):
         row = [str(i + 1), str(sizes[i + 1]), name]
         for key in ("weight_norm", "grad_norm", "grad_b_norm", "delta_norm", "update_ratio"):
             row.append(_number(stats[key][i], "{:.2e}"))
         row += [_number(stats[key][i], "{:.0%}") for key in ("dead_fraction", "saturated_fraction")]
+        if alignment:
+            row += [_number(stats["alignment_angle"][i], "{:.1f}"),
+                    _number(stats["norm_ratio"][i], "{:.2f}"),
+                    _number(stats["feedback_angle"][i], "{:.1f}")]  # fmt: skip
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(

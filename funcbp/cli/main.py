@@ -1,5 +1,5 @@
-"""The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``check`` gradients,
-``plot`` a run's history again.
+"""The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``compare-rules``
+of learning, ``check`` gradients, ``plot`` a run's history again.
 
 Exit status: 0 success; 1 a gradient check failed, training diverged or
 ``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
@@ -27,6 +27,7 @@ _BAD_INPUT = (ConfigError, DataError, CheckpointError)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from funcbp import rules
     from funcbp.mlp import PARAM_DTYPES
 
     parser = argparse.ArgumentParser(prog="funcbp", description=__doc__.splitlines()[0])
@@ -80,6 +81,23 @@ def _parser() -> argparse.ArgumentParser:
         "--every",
         type=_positive_int,
         help="steps between statistics (default: the config's, or 10)",
+    )
+
+    compare = sub.add_parser(
+        "compare-rules",
+        help="train one network from the same initial weights under each learning rule",
+    )
+    compare.add_argument("config", type=Path, help="run file, e.g. configs/digits.toml")
+    compare.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    compare.add_argument(
+        "--rules",
+        default="backprop," + ",".join(rules.NAMES),
+        help="comma-separated rule names (default: all; backprop is always the reference)",
+    )
+    compare.add_argument(
+        "--every",
+        type=_positive_int,
+        help="steps between alignment statistics (default: the config's, or 10)",
     )
 
     check = sub.add_parser("check", help="check backprop against autodiff and finite differences")
@@ -246,7 +264,8 @@ def _diagnose(args: argparse.Namespace) -> int:
         run.param_dtype(t.dtype)  # float64: 64-bit mode on before fit_blocks
         batch = run.batch_size(t, len(splits.train), args.epochs, "--epochs")
         blocks = fit_blocks(net, optimizer, splits.train, epochs=args.epochs, batch_size=batch,
-                            engine=t.engine, key=jax.random.key(t.seed), dtype=jnp.dtype(t.dtype),
+                            engine=config.engine(), key=jax.random.key(t.seed),
+                            dtype=jnp.dtype(t.dtype),
                             diagnostics_every=every, epochs_per_call=args.epochs)  # fmt: skip
     except ConfigError as err:
         return _fail(f"config {args.config}: {err}")
@@ -261,14 +280,42 @@ def _diagnose(args: argparse.Namespace) -> int:
     # The last epoch with sampled steps (epoch 1's first step, at least).
     last = max(i for i, steps in enumerate(history["sampled_steps"]) if steps)
     sampled = {name: values[last] for name, values in history.items()}
-    print(f"funcbp diagnose: MLP {net.sizes}, {args.epochs} epochs, statistics every {every} "
-          f"steps; epoch {sampled['epoch']}, mean over its sampled steps:\n")  # fmt: skip
+    print(f"funcbp diagnose: MLP {net.sizes}, {t.engine} engine, {args.epochs} epochs, "
+          f"statistics every {every} steps; epoch {sampled['epoch']}, mean over its sampled "
+          "steps:\n")  # fmt: skip
     print(display.diagnostics_table(net.layer_names, net.sizes, sampled))
     found = diagnostics.findings(history, net)
     if diverged:
         found.append(str(TrainingDiverged(*diverged, history)))
     print("\n" + ("\n".join(f"warning: {finding}" for finding in found) or "no warnings"))
     return 1 if found else 0
+
+
+def _compare_rules(args: argparse.Namespace) -> int:
+    from funcbp._jax.compilation_cache import enable_compilation_cache
+    from funcbp.cli import compare
+    from funcbp.cli import config as _config
+
+    enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
+    try:
+        names = compare.check_names(args.rules)
+    except ConfigError as err:
+        return _fail(str(err))
+    try:
+        config = _config.load(args.config, args.set)
+        every = args.every if args.every is not None else config.train.diagnostics_every or 10
+        hidden = list(config.model.hidden)
+        print(f"funcbp compare-rules: {config.data.source}, MLP hidden {hidden}, "
+              f"{config.train.epochs} epochs from the same initial weights (train.seed = "
+              f"{config.train.seed}), alignment every {every} steps, last epoch:\n",
+              flush=True)  # fmt: skip
+        rows = compare.compare(config, names, every)
+    except ConfigError as err:
+        return _fail(f"config {args.config}: {err}")
+    except _BAD_INPUT as err:
+        return _fail(str(err))
+    print(compare.table(rows))
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -365,7 +412,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"train": _train, "diagnose": _diagnose, "check": _check, "plot": _plot}
+    commands = {"train": _train, "diagnose": _diagnose, "compare-rules": _compare_rules,
+                "check": _check, "plot": _plot}  # fmt: skip
     return commands[args.command](args)
 
 

@@ -1,4 +1,4 @@
-"""PNG plots of a run's history: loss and accuracy curves per epoch.
+"""PNG plots of a run's history: loss and accuracy curves per epoch, per-layer statistics.
 
 matplotlib is imported here only, through its object-oriented API (no pyplot,
 no GUI backend). ``Plotter`` draws in a child process started when a run
@@ -16,6 +16,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 if __package__:  # imported as funcbp.cli.plots
     from funcbp._jax import atomic
@@ -30,8 +31,9 @@ else:  # the child: atomic.py (standard library only) by path, without the funcb
 
 
 def plot_history(history: dict[str, list], out: str | Path) -> list[Path]:
-    """Writes ``loss.png`` (log scale), ``accuracy.png`` (classification) and
-    ``diagnostics.png`` (when the history has per-layer statistics); returns them."""
+    """Writes ``loss.png`` (log scale), ``accuracy.png`` (classification),
+    ``diagnostics.png`` (when the history has per-layer statistics) and ``alignment.png``
+    (when a learning rule's are among them); returns them."""
     written = []
     for metric, log_scale in (("loss", True), ("accuracy", False)):
         curves = {
@@ -44,26 +46,39 @@ def plot_history(history: dict[str, list], out: str | Path) -> list[Path]:
             _line_plot(history["epoch"], curves, metric, log_scale, path)
             written.append(path)
     if "grad_norm" in history:
-        written.append(_diagnostics_plot(history, Path(out) / "diagnostics.png"))
+        panels = (_Panel("grad_norm", "weight-gradient norm ||dW||", log=True),
+                  _Panel("update_ratio", "update ratio ||dW step|| / ||W||", log=True,
+                         reference=1e-3))  # fmt: skip
+        written.append(_per_layer_plot(history, panels, Path(out) / "diagnostics.png"))
+    if "alignment_angle" in history:
+        panels = (_Panel("alignment_angle", "angle of the update to the exact gradient (deg)"),
+                  _Panel("norm_ratio", "norm ratio |update| / |exact gradient|", log=True,
+                         reference=1.0),
+                  _Panel("feedback_angle", "angle of B_l to W_l^T (deg)"))  # fmt: skip
+        written.append(_per_layer_plot(history, panels, Path(out) / "alignment.png"))
     return written
 
 
-def _diagnostics_plot(history: dict[str, list], path: Path) -> Path:
-    """Per-layer weight-gradient norm and update ratio per epoch, one line per layer, log scale."""
+class _Panel(NamedTuple):
+    name: str  # the statistic, [L] per epoch
+    title: str
+    log: bool = False  # a log scale
+    reference: float | None = None  # a dashed line at this value
+
+
+def _per_layer_plot(history: dict[str, list], panels: tuple[_Panel, ...], path: Path) -> Path:
+    """One panel per statistic, one line per layer, over the epochs that sampled them."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4))
-    figure.subplots_adjust(left=0.07, right=0.86, top=0.9, bottom=0.13, wspace=0.25)
+    figure = Figure(figsize=(5.5 * len(panels), 4))
+    figure.subplots_adjust(left=0.07, right=0.86 if len(panels) < 3 else 0.9, top=0.9,
+                           bottom=0.13, wspace=0.25)  # fmt: skip
     FigureCanvasAgg(figure)
-    panels = (
-        ("grad_norm", "weight-gradient norm ||dW||"),
-        ("update_ratio", "update ratio ||dW step|| / ||W||"),
-    )
-    for i, (name, title) in enumerate(panels):
-        axes = figure.add_subplot(1, 2, i + 1)
+    for i, panel in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), i + 1)
         # Only sampled epochs (full-batch runs sample every N-th epoch): lines, no gaps.
-        columns = (history["epoch"], history[name], history["sampled_steps"])
+        columns = (history["epoch"], history[panel.name], history["sampled_steps"])
         rows = [(e, row) for e, row, n in zip(*columns, strict=True) if n]
         epochs = [e for e, _ in rows]
         per_layer = zip(
@@ -73,10 +88,12 @@ def _diagnostics_plot(history: dict[str, list], path: Path) -> Path:
             axes.plot(
                 epochs, values, label=f"layer {layer}", marker="." if len(epochs) < 30 else None
             )
-        if name == "update_ratio":
-            axes.axhline(1e-3, color="gray", linestyle="--", linewidth=1, label="1e-3")
-        axes.set_yscale("log")
-        axes.set(xlabel="epoch", title=title)
+        if panel.reference is not None:
+            axes.axhline(panel.reference, color="gray", linestyle="--", linewidth=1,
+                         label=f"{panel.reference:g}")  # fmt: skip
+        if panel.log:
+            axes.set_yscale("log")
+        axes.set(xlabel="epoch", title=panel.title)
         axes.grid(alpha=0.3)
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     _save(figure, path)

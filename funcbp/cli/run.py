@@ -43,7 +43,14 @@ from funcbp.cli import _bounds, _rundir, _summary, _weights, display, plots
 from funcbp.cli import config as _config
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
-from funcbp.train import TrainingDiverged, fit_blocks, init_progress, init_state
+from funcbp.train import (
+    TrainingDiverged,
+    fit_blocks,
+    init_progress,
+    init_state,
+    rule_of,
+    rule_state_shapes,
+)
 
 
 class Interrupted(Exception):
@@ -74,7 +81,8 @@ def prepare(config: _config.RunConfig) -> Prepared:
 
     Raises:
       DataError: the data cannot be read or do not fit the configured network.
-      ConfigError: ``MLP`` refuses the ``[model]`` table for the data's widths.
+      ConfigError: ``MLP`` refuses the ``[model]`` table for the data's widths, or
+        ``train.engine``'s rule refuses the network.
     """
     d, m, o = config.data, config.model, config.optimizer
     per_process = process_data.is_per_process(d.source)
@@ -105,6 +113,10 @@ def prepare(config: _config.RunConfig) -> Prepared:
         splits, _ = _data.standardize(splits)
     n_out = splits.train.n_outputs  # after the labels of two classes became one target
     net = m.build(dataset.n_features, n_out)
+    try:  # a rule that cannot train this network (direct feedback without a hidden layer)
+        rule_state_shapes(rule_of(config.engine()), net, jnp.float32)
+    except ValueError as err:
+        raise ConfigError(f"train.engine: {err}") from None
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
@@ -212,9 +224,10 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     net, optimizer, splits = prepare(config)
     t = config.train
     dtype = param_dtype(t.dtype)
+    engine = config.engine()
 
     def fresh():
-        state = init_state(net, optimizer, jax.random.key(t.seed), dtype)
+        state = init_state(net, optimizer, jax.random.key(t.seed), dtype, rule_of(engine))
         return state, init_progress(state, t.patience or None)
 
     if restart:  # init_state refuses a network too large before anything is written
@@ -228,7 +241,7 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     eval_sets = {name: part for name, part in parts.items() if name != "train"}
     n_train = len(_summary.arrays(parts["train"])[0])
     blocks = fit_blocks(  # checks its arguments now
-        net, optimizer, parts["train"], epochs=t.epochs, engine=t.engine, eval=eval_sets,
+        net, optimizer, parts["train"], epochs=t.epochs, engine=engine, eval=eval_sets,
         batch_size=batch_size(t, n_train),
         patience=t.patience or None, state=state, progress=progress,
         epochs_per_call=max(1, math.ceil(t.epochs / 50)),
@@ -351,6 +364,7 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
         "net": net,  # save_checkpoint writes its spec (user pieces by name)
         "optimizer": {"name": o.name, "learning_rate": o.learning_rate, "options": dict(o.options)},
         "patience": config.train.patience or None,
+        "rule": rule_of(config.engine()).name,  # the state's rule ("backprop": none)
         "config": config.to_dict(),
         "versions": _versions(),
     }

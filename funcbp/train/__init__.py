@@ -14,6 +14,7 @@
 
 from funcbp.train._data import eval_sets_on_devices, inputs_in_dtype
 from funcbp.train._fit import Block, TrainingDiverged, fit, fit_blocks, lower_block
+from funcbp.train._memory import rule_state_shapes
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
     ENGINES,
@@ -25,6 +26,7 @@ from funcbp.train._step import (
     init_state,
     make_epoch,
     make_train_step,
+    rule_of,
 )
 
 __all__ = [
@@ -45,4 +47,6 @@ __all__ = [
     "lower_block",
     "make_epoch",
     "make_train_step",
+    "rule_of",
+    "rule_state_shapes",
 ]

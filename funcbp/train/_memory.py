@@ -39,7 +39,8 @@ def opt_state_shapes(optimizer, net: MLP, dtype) -> Any:
 
 def rule_state_shapes(rule: _rules.Rule, net: MLP, dtype) -> Any:
     """The state ``rule.init`` makes for ``net``'s parameters, as shapes (``()`` for a rule
-    without state, traced not at all)."""
+    without state, traced not at all); nothing is compiled. Raises what ``rule.init``
+    raises for a network the rule cannot train (``ValueError``)."""
     if not _rules.has_state(rule):
         return ()
     return jax.eval_shape(lambda p: rule.init(jax.random.key(0), net, p), _param_shapes(net, dtype))
