@@ -274,7 +274,8 @@ def test_an_update_that_leaves_non_finite_parameters_is_caught_at_its_step(iris)
         ({"batch_size": "8"}, r"batch_size must be an integer in \[1, the training set size\]"),
         (
             {"engine": "torch"},
-            r"engine must be one of backprop, autodiff, or a funcbp.BackwardRule, got 'torch'",
+            r"engine must be one of backprop, autodiff, feedback_alignment, .*, or a "
+            r"funcbp.BackwardRule or funcbp.rules.LearningRule, got 'torch'",
         ),
         ({"dtype": "flaot32"}, r"dtype must be a dtype such as jnp.float32, got 'flaot32'"),
         ({"devices": ["cpu"]}, r"devices must be jax.Device objects, .* 'cpu' is not one"),

@@ -10,7 +10,10 @@ count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
+
+from funcbp.errors import ConfigError
 
 INT32_MAX = 2**31 - 1
 
@@ -26,6 +29,22 @@ COUNT = Range(1, INT32_MAX, "a positive integer")
 OFF_OR_COUNT = Range(0, INT32_MAX, "an integer >= 0 (0: off)")
 WIDTHS = Range(1, INT32_MAX, "positive layer widths")
 SEED = Range(0, 2**32 - 1, "an integer in [0, 2**32)", "jax.random.key keeps 32 bits")
+
+
+# The integer keys that are not positive int32 counts (``COUNT``).
+KEY_RANGES = {
+    "data.seed": SEED,
+    "train.seed": SEED,
+    "data.teacher_sizes": WIDTHS,
+    "model.hidden": WIDTHS,
+    "data.max_bytes": Range(
+        0, 2**63 - 1, "a number of bytes >= 0 (0: funcbp.data's default)", "at most 2**63 - 1"
+    ),
+    "data.sample_weight": Range(-(2**31), INT32_MAX, "a column index"),
+    "train.patience": OFF_OR_COUNT,
+    "train.diagnostics_every": OFF_OR_COUNT,
+    "distributed.num_processes": OFF_OR_COUNT._replace(expected="an integer >= 0 (0: one process)"),
+}
 
 
 def refusal(value: int, allowed: Range = COUNT, shown: str | None = None) -> str | None:
@@ -49,3 +68,13 @@ def parse_flag(text: str, allowed: Range = COUNT) -> int:
     if problem:
         raise ValueError(problem)
     return int(stripped)
+
+
+def check_key(key: str, values: Sequence[int], shown: str) -> None:
+    """Refuses (``ConfigError`` naming ``key``) a value outside the key's range (``shown``:
+    how the file wrote them)."""
+    allowed = KEY_RANGES.get(key, COUNT)
+    for value in values:
+        problem = refusal(value, allowed, shown)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")

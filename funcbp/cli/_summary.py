@@ -48,3 +48,11 @@ def summarize(net: MLP, state: TrainState, history, parts, progress) -> dict[str
 
 # ``evaluate_sets`` on every split, compiled as one program.
 _evaluate_splits = jax.jit(evaluate_sets, static_argnums=(0, 2))
+
+
+def versions() -> dict[str, str]:
+    """The versions of funcbp and what it runs on, as a run records them."""
+    import importlib.metadata as md
+
+    names = ("funcbp", "jax", "jaxlib", "optax", "numpy")
+    return {name: md.version(name) for name in names}

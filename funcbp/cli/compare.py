@@ -17,6 +17,7 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -41,18 +42,40 @@ class Row(NamedTuple):
     feedback_angle: list[float | None]
 
 
+class BadRules(ConfigError):
+    """``--rules`` names a rule that does not exist."""
+
+
+def command(path: Path, sets: Sequence[str], names: str, every: int | None) -> None:
+    """``funcbp compare-rules``: prints the header, trains, prints the table.
+
+    ``every``: steps between statistics (``None``: the run file's, or 10).
+
+    Raises:
+      BadRules: an unknown name in ``names``; ConfigError, DataError: bad run file or data.
+    """
+    chosen = check_names(names)
+    config = _config.load(path, sets)
+    every = every if every is not None else config.train.diagnostics_every or 10
+    print(f"funcbp compare-rules: {config.data.source}, MLP hidden {list(config.model.hidden)},"
+          f" {config.train.epochs} epochs from the same initial weights (train.seed = "
+          f"{config.train.seed}), alignment every {every} steps, last epoch:\n",
+          flush=True)  # fmt: skip
+    print(table(compare(config, chosen, every)))
+
+
 def check_names(text: str) -> tuple[str, ...]:
     """``"backprop,feedback_alignment"`` as names (backprop first, added if missing).
 
     Raises:
-      ConfigError: an unknown name, listing the valid ones.
+      BadRules: an unknown name, listing the valid ones.
     """
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     for name in names:
         try:
             rules.check_name(name)
         except ValueError as err:
-            raise ConfigError(f"--rules: {err}") from None
+            raise BadRules(f"--rules: {err}") from None
     return ("backprop", *dict.fromkeys(n for n in names if n != "backprop"))
 
 

@@ -271,33 +271,15 @@ def build_mlp(
     return MLP(sizes, **options)
 
 
-# The integer keys that are not positive int32 counts (``_bounds.COUNT``).
-_INT_RANGES = {
-    "data.seed": _bounds.SEED,
-    "train.seed": _bounds.SEED,
-    "data.teacher_sizes": _bounds.WIDTHS,
-    "model.hidden": _bounds.WIDTHS,
-    "data.max_bytes": _bounds.Range(
-        0, 2**63 - 1, "a number of bytes >= 0 (0: funcbp.data's default)", "at most 2**63 - 1"
-    ),
-    "data.sample_weight": _bounds.Range(-(2**31), _bounds.INT32_MAX, "a column index"),
-    "train.patience": _bounds.OFF_OR_COUNT,
-    "train.diagnostics_every": _bounds.OFF_OR_COUNT,
-    "distributed.num_processes": _bounds.OFF_OR_COUNT._replace(
-        expected="an integer >= 0 (0: one process)"
-    ),
-}
-
-
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """``value`` as ``hint`` (str, int, float, bool, tuple[int, ...] or a union of them);
-    an integer (or a list's) must be in the key's range (``_INT_RANGES``)."""
+    an integer (or a list's) must be in the key's range (``_bounds.KEY_RANGES``)."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for option in options:
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
-            _check_range(key, [value], str(value))
+            _bounds.check_key(key, [value], str(value))
             return value
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -307,18 +289,10 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return _weights.check_table(key, value)
         is_list = typing.get_origin(option) is tuple and isinstance(value, list)
         if is_list and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            _check_range(key, value, str(value))
+            _bounds.check_key(key, value, str(value))
             return tuple(value)
     names = " or ".join(_TYPE_NAMES.get(o, str(o)) for o in options)
     raise ConfigError(f"{key}: expected {names}, got {value!r} ({type(value).__name__})")
-
-
-def _check_range(key: str, values: Sequence[int], shown: str) -> None:
-    allowed = _INT_RANGES.get(key, _bounds.COUNT)
-    for value in values:
-        problem = _bounds.refusal(value, allowed, shown)
-        if problem:
-            raise ConfigError(f"{key}: {problem}")
 
 
 _TYPE_NAMES = {

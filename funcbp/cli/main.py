@@ -294,27 +294,16 @@ def _diagnose(args: argparse.Namespace) -> int:
 def _compare_rules(args: argparse.Namespace) -> int:
     from funcbp._jax.compilation_cache import enable_compilation_cache
     from funcbp.cli import compare
-    from funcbp.cli import config as _config
 
     enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
     try:
-        names = compare.check_names(args.rules)
-    except ConfigError as err:
+        compare.command(args.config, args.set, args.rules, args.every)
+    except compare.BadRules as err:
         return _fail(str(err))
-    try:
-        config = _config.load(args.config, args.set)
-        every = args.every if args.every is not None else config.train.diagnostics_every or 10
-        hidden = list(config.model.hidden)
-        print(f"funcbp compare-rules: {config.data.source}, MLP hidden {hidden}, "
-              f"{config.train.epochs} epochs from the same initial weights (train.seed = "
-              f"{config.train.seed}), alignment every {every} steps, last epoch:\n",
-              flush=True)  # fmt: skip
-        rows = compare.compare(config, names, every)
     except ConfigError as err:
         return _fail(f"config {args.config}: {err}")
     except _BAD_INPUT as err:
         return _fail(str(err))
-    print(compare.table(rows))
     return 0
 
 
@@ -324,6 +313,7 @@ def _check(args: argparse.Namespace) -> int:
 
     from funcbp.cli import config as _config
     from funcbp.cli import run
+    from funcbp.cli._flag_network import flag_network
     from funcbp.gradcheck import check_gradients, check_hvp
 
     dtype = run.param_dtype(args.dtype)
@@ -334,7 +324,7 @@ def _check(args: argparse.Namespace) -> int:
             net, part = prepared.net, prepared.splits.train
             x, y = jnp.asarray(part.x[: args.batch]), jnp.asarray(part.y[: args.batch])
         elif args.sizes:
-            net, (x, y) = _flag_network(args, key)
+            net, (x, y) = flag_network(args, key)
         else:
             return _fail("check needs a CONFIG file or --sizes")
         params = net.init(key, dtype=dtype)
@@ -351,44 +341,6 @@ def _check(args: argparse.Namespace) -> int:
     for report in reports:
         print(json.dumps(report.to_dict(), indent=2) if args.json else f"{report}\n")
     return 0 if all(report.ok for report in reports) else 1
-
-
-def _flag_network(args: argparse.Namespace, key):
-    """The network of ``--sizes``, ``--activation``, ... and a random batch for it.
-
-    Raises:
-      ConfigError: naming the flag whose value ``MLP`` or the cost refuses.
-    """
-    from funcbp import losses
-    from funcbp.cli import config as _config
-
-    def flag(option: str) -> str:
-        return "--" + option.replace("_", "-")
-
-    options = {"activation": args.activation, "output_activation": args.output_activation,
-               "cost": args.cost, "l2": args.l2}  # fmt: skip
-    net = _config.build_mlp(args.sizes, options, name=flag)
-    x, y = _random_batch(net, key, args.batch)
-    try:  # a width the cost does not take (one softmax output)
-        losses.check_targets(net.resolved_cost, y, (args.batch, net.sizes[-1]))
-    except ValueError as err:
-        raise ConfigError(f"{flag('cost')}: {err}") from None
-    return net, (x, y)
-
-
-def _random_batch(net, key, batch: int):
-    import jax
-
-    k_x, k_y = jax.random.split(key)
-    x = jax.random.normal(k_x, (batch, net.sizes[0]))
-    n_out = net.sizes[-1]
-    if not isinstance(net.cost, str) and net.cost.targets is not None:  # a user Cost's own
-        return x, net.cost.targets(k_y, (batch, n_out), x.dtype)
-    if net.cost == "softmax_cross_entropy":
-        return x, jax.random.randint(k_y, (batch,), 0, n_out)
-    if net.cost == "sigmoid_binary_cross_entropy":
-        return x, jax.random.uniform(k_y, (batch, n_out))
-    return x, jax.random.normal(k_y, (batch, n_out))
 
 
 def _plot(args: argparse.Namespace) -> int:

@@ -22,11 +22,8 @@ import io
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -41,6 +38,7 @@ from funcbp._jax import atomic
 from funcbp._jax.compile_clock import CompileClock
 from funcbp.cli import _bounds, _rundir, _summary, _weights, display, plots
 from funcbp.cli import config as _config
+from funcbp.cli._sigint import deferred_sigint
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
 from funcbp.train import (
@@ -277,7 +275,7 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     if t.patience and bool(progress.stopped):
         state = state._replace(params=progress.best_params)
     summary = _summary.summarize(net, state, columns, parts, progress)
-    summary["versions"] = _versions()
+    summary["versions"] = _summary.versions()
     summary["warnings"] = diagnostics.findings(columns, net)
     weighted = _weights.describe(splits, config.data.sample_weight, t.class_weight)
     if weighted:  # which losses are weighted means, and by what
@@ -296,7 +294,7 @@ def _train_blocks(
     saved_epoch = len(records)  # a fresh run saves epoch 0; a resumed one starts at its save
     shown = display.ProgressDisplay(t.epochs, len(records), stream)
     metrics_path = out / "metrics.jsonl" if saver.writes else os.devnull
-    with _deferred_sigint() as interrupted, open(metrics_path, "a") as metrics:
+    with deferred_sigint() as interrupted, open(metrics_path, "a") as metrics:
         try:
             for block in blocks:
                 metrics.writelines(json.dumps(_rundir.json_ready(r)) + "\n" for r in block.records)
@@ -366,7 +364,7 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
         "patience": config.train.patience or None,
         "rule": rule_of(config.engine()).name,  # the state's rule ("backprop": none)
         "config": config.to_dict(),
-        "versions": _versions(),
+        "versions": _summary.versions(),
     }
 
 
@@ -381,32 +379,5 @@ def _headline(config: _config.RunConfig, net: MLP, n_train: int) -> str:
     )
 
 
-@contextlib.contextmanager
-def _deferred_sigint() -> Iterator[Callable[[], bool]]:
-    """The first Ctrl-C only raises a flag, read between blocks; a second one interrupts."""
-    pressed = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield pressed.is_set
-        return
-
-    def handler(signum, frame):
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield pressed.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def history(records: list[dict[str, float]]) -> dict[str, list]:
     return {name: [r[name] for r in records] for name in records[0]} if records else {}
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    names = ("funcbp", "jax", "jaxlib", "optax", "numpy")
-    return {name: md.version(name) for name in names}

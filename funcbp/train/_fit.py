@@ -29,6 +29,7 @@ from funcbp.mlp import MLP
 from funcbp.train import _memory
 from funcbp.train._block import block_program
 from funcbp.train._data import checked_arrays, eval_sets_on_devices, placed
+from funcbp.train._engine import rule_of
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
     MAX_COUNT,
@@ -38,7 +39,6 @@ from funcbp.train._step import (
     check_optimizer,
     init_progress,
     init_state,
-    rule_of,
 )
 
 Array = jax.Array

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 from funcbp import sharding
 from funcbp.rules import Rule
-from funcbp.train._step import check_batch_size, check_count, check_engine
+from funcbp.train._engine import check_engine
+from funcbp.train._step import check_batch_size, check_count
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,12 +39,11 @@ from funcbp._jax.shared_program import SharedProgram
 from funcbp.backprop import BACKPROP, BackwardRule, backprop_with_cache
 from funcbp.mlp import MLP, check_key, initial_params
 from funcbp.train import _memory
+from funcbp.train._engine import Engine, check_engine, gradient
 
 Array = jax.Array
 Params = list[dict[str, Array]]
 Aux = dict[str, Array]  # {} without diagnostics; funcbp.diagnostics' statistics with them
-ENGINES = ("backprop", "autodiff")  # the exact engines; funcbp.rules.NAMES name the others
-Engine = str | _rules.Rule
 
 
 class TrainState(NamedTuple):
@@ -142,45 +141,6 @@ def check_batch_size(batch_size: int | None, n: int | None = None) -> None:
         )
 
 
-def check_engine(engine: Any) -> Engine:
-    """``engine`` as training uses it: one of ``ENGINES``, or a hashable rule (a name of
-    ``funcbp.rules.NAMES`` becomes its rule with default options; ``BACKPROP`` itself is
-    ``"backprop"``); refused (``ValueError``, listing the valid names) otherwise."""
-    if _rules.is_rule(engine):
-        return "backprop" if engine == BACKPROP else engine  # BACKPROP is the named engine
-    if isinstance(engine, str) and engine in _rules.NAMES:
-        return _rules.make(engine)
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join((*ENGINES, *_rules.NAMES))}, or a "
-                         f"funcbp.BackwardRule or funcbp.rules.LearningRule, got "
-                         f"{engine!r}")  # fmt: skip
-    return engine
-
-
-def rule_of(engine: Engine) -> _rules.Rule:
-    """The rule an engine trains by: itself, or ``BACKPROP`` for the exact engines."""
-    return engine if _rules.is_rule(engine) else BACKPROP
-
-
-def _gradient(net: MLP, engine: Engine) -> Callable[..., tuple[Array, Params]]:
-    """``(state, x, y, extras) -> (loss, grads)`` by ``engine``; ``extras``: the
-    ``sample_weight`` and dropout ``key`` keywords, only those given."""
-    if engine == "backprop":
-        return lambda state, x, y, extras: net.backprop(state.params, x, y, **extras)
-    if engine == "autodiff":
-        return lambda state, x, y, extras: net.autodiff(state.params, x, y, **extras)
-
-    def by_rule(state: TrainState, x: Array, y: Array, extras: dict):
-        net.check_call(state.params, x, y, extras.get("sample_weight"), extras.get("key"))
-        if isinstance(engine, _rules.LearningRule):
-            return engine.gradient(net, state.params, state.rule_state, x, y, **extras)
-        result, _ = backprop_with_cache(net, state.params, x, y, rule=engine,
-                                        rule_state=state.rule_state, **extras)  # fmt: skip
-        return result.loss, result.grads
-
-    return by_rule
-
-
 def _extras(sample_weight: Array | None, key: Array | None) -> dict[str, Array]:
     return {k: v for k, v in {"sample_weight": sample_weight, "key": key}.items() if v is not None}
 
@@ -209,7 +169,7 @@ def make_train_step(
     alignment of its update with the exact gradient (``diagnostics.alignment_stats``).
     """
     engine = check_engine(engine)
-    value_and_grad = _gradient(net, engine)
+    value_and_grad = gradient(net, engine)
     rule = engine if _rules.is_rule(engine) else None
     dropout = any(net.hidden_dropout)
 
