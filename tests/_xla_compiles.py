@@ -1,6 +1,7 @@
 """Counting XLA compilations in tests (tracing and lowering are not counted)."""
 
 import jax
+import pytest
 
 
 class XlaCompiles:
@@ -19,3 +20,11 @@ class XlaCompiles:
 
     def __exit__(self, *_):
         self.active = False
+
+
+def assert_refused_before_compiling(call, error: type[Exception], message: str) -> None:
+    """``call()`` raises ``error`` matching ``message`` having compiled nothing."""
+    compiles = XlaCompiles()
+    with compiles, pytest.raises(error, match=message):
+        call()
+    assert compiles.count == 0

@@ -12,8 +12,10 @@ import pytest
 
 import funcbp
 from funcbp import data
-from funcbp.cli import _rundir, config, run
+from funcbp.cli import config, run
 from funcbp.cli import main as cli
+
+from ._killed import Killed, killed_at_save
 
 PIECES = """
 import jax.numpy as jnp
@@ -61,10 +63,6 @@ def _one_line(capsys) -> str:
     return err
 
 
-class _Killed(BaseException):
-    """SIGKILL at a chosen moment, in process."""
-
-
 def test_a_user_activation_trains_and_resumes(pieces, tmp_path, capsys, monkeypatch):
     path = tmp_path / "iris.toml"
     path.write_text(IRIS.format(module=pieces))
@@ -74,18 +72,8 @@ def test_a_user_activation_trains_and_resumes(pieces, tmp_path, capsys, monkeypa
     saved = tomllib.loads((whole / "config.toml").read_text())
     assert saved["model"]["activation"] == [f"{pieces}:softsign", "tanh"]
     # Killed at the epoch-4 checkpoint: --resume imports the piece again, from epoch 2.
-    real, calls = _rundir.Saver.save, []
-
-    def save(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise _Killed
-        return real(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_rundir.Saver, "save", save)
-        with pytest.raises(_Killed):
-            cli.main(["train", str(path), "--out", str(out)])
+    with killed_at_save(monkeypatch, 3), pytest.raises(Killed):
+        cli.main(["train", str(path), "--out", str(out)])
     sys.modules.pop(pieces)  # as in a new process
     assert cli.main(["train", "--resume", str(out)]) == 0
     records = [(d / "metrics.jsonl").read_text() for d in (whole, out)]

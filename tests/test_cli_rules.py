@@ -8,8 +8,10 @@ import tomllib
 import pytest
 
 from funcbp import rules
-from funcbp.cli import _rundir, config
+from funcbp.cli import config
 from funcbp.cli import main as cli
+
+from ._killed import Killed, killed_at_save
 
 IRIS = """[data]
 source = "iris"
@@ -28,10 +30,6 @@ decay = 0.05
 """
 
 
-class _Killed(BaseException):
-    """SIGKILL at a chosen moment, in process."""
-
-
 def test_a_rule_trains_records_its_alignment_and_resumes_exactly(tmp_path, monkeypatch, capsys):
     path = tmp_path / "iris.toml"
     path.write_text(IRIS)
@@ -45,18 +43,8 @@ def test_a_rule_trains_records_its_alignment_and_resumes_exactly(tmp_path, monke
     meta = json.loads(next((whole / "checkpoints").glob("*.json")).read_text())
     assert meta["rule"] == "kolen_pollack"
     # Killed at the epoch-4 checkpoint: --resume restores B_l from epoch 2's.
-    real, calls = _rundir.Saver.save, []
-
-    def save(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise _Killed
-        return real(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_rundir.Saver, "save", save)
-        with pytest.raises(_Killed):
-            cli.main(["train", str(path), "--out", str(out)])
+    with killed_at_save(monkeypatch, 3), pytest.raises(Killed):
+        cli.main(["train", str(path), "--out", str(out)])
     assert cli.main(["train", "--resume", str(out)]) == 0
     records = [(d / "metrics.jsonl").read_text() for d in (whole, out)]
     assert records[0] == records[1]

@@ -10,7 +10,7 @@ import funcbp
 from funcbp import sharding
 from funcbp.errors import ConfigError
 
-from ._xla_compiles import XlaCompiles
+from ._xla_compiles import XlaCompiles, assert_refused_before_compiling
 
 NET = funcbp.MLP((4, 8, 3), cost="softmax_cross_entropy")
 X = np.linspace(0, 1, 80, dtype=np.float32).reshape(20, 4)
@@ -36,10 +36,7 @@ def _fit(net=NET, **changes):
     ],
 )
 def test_every_count_is_bounded_by_int32_before_compiling(call, message):
-    compiles = XlaCompiles()
-    with compiles, pytest.raises(ValueError, match=message):
-        call()
-    assert compiles.count == 0
+    assert_refused_before_compiling(call, ValueError, message)
 
 
 @pytest.mark.parametrize(
@@ -63,10 +60,7 @@ def test_every_count_is_bounded_by_int32_before_compiling(call, message):
     ],
 )
 def test_work_that_cannot_fit_in_memory_is_refused_with_the_estimate(call, message):
-    compiles = XlaCompiles()
-    with compiles, pytest.raises(ConfigError, match=message):
-        call()
-    assert compiles.count == 0
+    assert_refused_before_compiling(call, ConfigError, message)
 
 
 def test_the_memory_estimate_compiles_nothing_more():

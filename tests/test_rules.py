@@ -17,7 +17,7 @@ import funcbp
 from funcbp import data, rules
 from funcbp.backprop import backprop, backprop_with_cache
 
-from ._xla_compiles import XlaCompiles
+from ._xla_compiles import assert_refused_before_compiling
 
 F64 = jnp.float64
 NET = funcbp.MLP((5, 7, 6, 4), activation="tanh", cost="softmax_cross_entropy")
@@ -267,10 +267,7 @@ def test_a_rule_with_diagnostics_trains_as_without_and_records_its_alignment():
     ],
 )
 def test_bad_rules_are_refused_with_one_message_before_compiling(call, message):
-    compiles = XlaCompiles()
-    with compiles, pytest.raises(ValueError, match=message):
-        call()
-    assert compiles.count == 0
+    assert_refused_before_compiling(call, ValueError, message)
 
 
 def test_equal_options_make_the_same_rule_and_reuse_the_compiled_block():

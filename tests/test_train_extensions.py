@@ -19,7 +19,7 @@ from funcbp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from funcbp.train import _memory
 
 from ._compare import assert_trees_close
-from ._xla_compiles import XlaCompiles
+from ._xla_compiles import assert_refused_before_compiling
 
 F64 = jnp.float64
 NET = funcbp.MLP((4, 8, 6, 3), activation="tanh", cost="softmax_cross_entropy")
@@ -28,6 +28,7 @@ DROPPING = funcbp.MLP((4, 8, 6, 3), activation="tanh", cost="softmax_cross_entro
 X = np.random.default_rng(0).normal(size=(24, 4))
 Y = np.arange(24) % 3
 KEY = jax.random.key(0)  # made here: a key made in a test compiles its seeding
+FIT_KEY = jax.random.key(1)
 META = {"net": NET, "optimizer": {"name": "momentum", "learning_rate": 0.05, "options": {}}}
 
 
@@ -36,7 +37,7 @@ def _opt():
 
 
 def _fit(net=NET, train=(X, Y), **changes):
-    run = {"epochs": 3, "batch_size": 8, "dtype": F64, "key": jax.random.key(1), **changes}
+    run = {"epochs": 3, "batch_size": 8, "dtype": F64, "key": FIT_KEY, **changes}
     return funcbp.fit(net, run.pop("optimizer", _opt()), train, **run)
 
 
@@ -118,7 +119,7 @@ def test_a_rules_state_is_drawn_apart_and_leaves_backprops_keys_alone():
 
 
 def test_a_stateful_rule_keeps_its_state_in_the_train_state():
-    start = funcbp.init_state(NET, _opt(), jax.random.key(1), F64, rule=MIRROR)
+    start = funcbp.init_state(NET, _opt(), FIT_KEY, F64, rule=MIRROR)
     state, history = _fit(engine=MIRROR)
     assert int(state.rule_state["updates"]) == int(state.step) == 9  # 3 epochs of 3 steps
     # update ran after every step: B moved by exactly W's change.
@@ -134,10 +135,11 @@ def test_a_stateful_rule_keeps_its_state_in_the_train_state():
 
 def test_a_state_of_another_rule_is_refused_before_compiling():
     plain = funcbp.init_state(NET, _opt(), KEY, F64)
-    compiles = XlaCompiles()
-    with compiles, pytest.raises(ValueError, match=r"rule_state .* 'feedback-mirror' makes"):
-        _fit(engine=MIRROR, state=plain)
-    assert compiles.count == 0
+    assert_refused_before_compiling(
+        lambda: _fit(engine=MIRROR, state=plain),
+        ValueError,
+        r"rule_state .* 'feedback-mirror' makes",
+    )
 
 
 def test_rule_state_survives_a_checkpoint_and_a_resumed_run_equals_one_run(tmp_path):
@@ -304,10 +306,7 @@ def _bad(weights, where="train"):
     ],
 )
 def test_bad_weights_are_refused_before_compiling(call, message):
-    compiles = XlaCompiles()
-    with compiles, pytest.raises(ValueError, match=message):
-        call()
-    assert compiles.count == 0
+    assert_refused_before_compiling(call, ValueError, message)
 
 
 SCRIPT = r"""
