@@ -8,7 +8,7 @@ import tomllib
 import pytest
 
 from funcbp import rules
-from funcbp.cli import config
+from funcbp.cli import _rundir, config
 from funcbp.cli import main as cli
 
 from ._killed import Killed, killed_at_save
@@ -40,6 +40,7 @@ def test_a_rule_trains_records_its_alignment_and_resumes_exactly(tmp_path, monke
     record = json.loads((whole / "metrics.jsonl").read_text().splitlines()[-1])
     assert len(record["alignment_angle"]) == len(record["feedback_angle"]) == 3
     assert (whole / "alignment.png").stat().st_size > 0
+    assert _rundir._contents(whole) == "finished"  # alignment.png is a run's own file
     meta = json.loads(next((whole / "checkpoints").glob("*.json")).read_text())
     assert meta["rule"] == "kolen_pollack"
     # Killed at the epoch-4 checkpoint: --resume restores B_l from epoch 2's.

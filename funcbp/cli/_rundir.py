@@ -37,7 +37,7 @@ class RunError(ConfigError):
 
 # What a run writes into its directory (besides atomic.write's hidden temporaries).
 _LAYOUT = {"config.toml", "metrics.jsonl", "checkpoints", "summary.json", "loss.png",
-           "accuracy.png", "diagnostics.png", ".lock"}  # fmt: skip
+           "accuracy.png", "diagnostics.png", "alignment.png", ".lock"}  # fmt: skip
 
 
 class Claim:
