@@ -17,6 +17,7 @@ from funcbp import (
     initializers,
     losses,
     optim,
+    predict,
     rules,
     sharding,
     testing,
@@ -42,6 +43,7 @@ from funcbp.gradcheck import (
 )
 from funcbp.losses import Cost
 from funcbp.mlp import MLP
+from funcbp.predict import Predictor, load_run
 from funcbp.rules import LearningRule
 from funcbp.train import (
     FitOptions,
@@ -74,6 +76,7 @@ __all__ = [
     "ForwardCache",
     "GradientReport",
     "LearningRule",
+    "Predictor",
     "TrainState",
     "TrainingDiverged",
     "activations",
@@ -97,10 +100,12 @@ __all__ = [
     "init_state",
     "initializers",
     "load_checkpoint",
+    "load_run",
     "losses",
     "make_epoch",
     "make_train_step",
     "optim",
+    "predict",
     "rules",
     "save_checkpoint",
     "sharding",

@@ -85,8 +85,9 @@ def _take_first(dataset: _data.Dataset, rows: int) -> _data.Dataset:
     return dataclasses.replace(dataset, x=dataset.x[:rows], y=dataset.y[:rows])
 
 
-def standardize(splits: _data.Splits) -> _data.Splits:
-    """Every part standardised with the statistics of all processes' training rows."""
+def standardize(splits: _data.Splits) -> tuple[_data.Splits, _data.Standardizer]:
+    """Every part standardised with the statistics of all processes' training rows, and
+    those statistics."""
     x = splits.train.x.astype(np.float64)
     count_and_sum = sharding.from_every_process(np.concatenate([[len(x)], x.sum(axis=0)]))
     mean = count_and_sum[:, 1:].sum(axis=0) / count_and_sum[:, 0].sum()
@@ -94,7 +95,7 @@ def standardize(splits: _data.Splits) -> _data.Splits:
     squares = sharding.from_every_process(((x - mean) ** 2).sum(axis=0)).sum(axis=0)
     std = np.sqrt(squares / count_and_sum[:, 0].sum())
     constant = extremes[:, 0].min(axis=0) == extremes[:, 1].max(axis=0)
-    return _data.standardize(splits, _data.Standardizer.from_moments(mean, std, constant))[0]
+    return _data.standardize(splits, _data.Standardizer.from_moments(mean, std, constant))
 
 
 def global_parts(parts: dict[str, _data.Dataset]) -> dict[str, tuple[Any, Any]]:

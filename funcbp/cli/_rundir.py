@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from funcbp import checkpoint
 from funcbp._jax import atomic
+from funcbp.cli import config as _config
 from funcbp.errors import CheckpointError, ConfigError
 from funcbp.train import TrainState
 
@@ -37,7 +39,8 @@ class RunError(ConfigError):
 
 # What a run writes into its directory (besides atomic.write's hidden temporaries).
 _LAYOUT = {"config.toml", "metrics.jsonl", "checkpoints", "summary.json", "loss.png",
-           "accuracy.png", "diagnostics.png", "alignment.png", ".lock"}  # fmt: skip
+           "accuracy.png", "diagnostics.png", "alignment.png", "standardizer.json",
+           ".lock"}  # fmt: skip
 
 
 class Claim:
@@ -277,3 +280,38 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, list):
         return [json_ready(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def run_config(config: Path | None, sets: Sequence[str], resume: Path | None):
+    """The config ``funcbp train`` runs: ``config`` with ``sets`` (``--set``) applied, or
+    the resumed run's own (which they must then match).
+
+    Raises:
+      ConfigError: no config given, no run to resume, or a config that differs from
+        the resumed run's, naming the first key that does.
+    """
+    if resume is None:
+        if config is None:
+            raise ConfigError("train needs a CONFIG file (or --resume DIR)")
+        return _config.load(config, sets)
+    if not (resume / "config.toml").is_file():
+        raise ConfigError(f"{resume} is not a run directory (no config.toml)")
+    saved = _config.load(resume / "config.toml")
+    if config is not None or sets:
+        given = _config.load(config or resume / "config.toml", sets)
+        if given != saved:
+            difference = _first_difference(given.to_dict(), saved.to_dict())
+            raise ConfigError(
+                f"differs from {resume / 'config.toml'} at {difference}; "
+                "a resumed run keeps its config"
+            )
+    return saved
+
+
+def _first_difference(given: dict, saved: dict) -> str:
+    return next(
+        f"{section}.{key} (given {table.get(key)!r}, saved {saved[section].get(key)!r})"
+        for section, table in given.items()
+        for key in sorted(table.keys() | saved[section].keys())
+        if table.get(key) != saved[section].get(key)
+    )

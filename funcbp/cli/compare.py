@@ -85,7 +85,7 @@ def compare(config: _config.RunConfig, names: Sequence[str], every: int) -> list
     The ``[rule]`` options apply to the rule that ``train.engine`` names; the others
     take their defaults.
     """
-    net, optimizer, splits = run.prepare(config)
+    net, optimizer, splits, _ = run.prepare(config)
     t = config.train
     dtype = run.param_dtype(t.dtype)
     batch = run.batch_size(t, len(splits.train))

@@ -1,5 +1,6 @@
 """The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``compare-rules``
-of learning, ``check`` gradients, ``plot`` a run's history again.
+of learning, ``predict`` and ``evaluate`` with a trained run, ``check`` gradients, ``plot``
+a run's history again.
 
 Exit status: 0 success; 1 a gradient check failed, training diverged or
 ``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
@@ -28,6 +29,7 @@ _BAD_INPUT = (ConfigError, DataError, CheckpointError)
 
 def _parser() -> argparse.ArgumentParser:
     from funcbp import rules
+    from funcbp.cli import predictions
     from funcbp.mlp import PARAM_DTYPES
 
     parser = argparse.ArgumentParser(prog="funcbp", description=__doc__.splitlines()[0])
@@ -100,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         help="steps between alignment statistics (default: the config's, or 10)",
     )
 
+    predictions.add_parsers(sub)
+
     check = sub.add_parser("check", help="check backprop against autodiff and finite differences")
     check.add_argument("config", type=Path, nargs="?", help="run file (network and data)")
     check.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
@@ -154,11 +158,11 @@ def _fail(message: str) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from funcbp._jax.compilation_cache import enable_compilation_cache
-    from funcbp.cli import display, run
+    from funcbp.cli import _rundir, display, run
     from funcbp.train import TrainingDiverged
 
     try:
-        config = _run_config(args)
+        config = _rundir.run_config(args.config, args.set, args.resume)
     except ConfigError as err:
         return _fail(f"config {args.config}: {err}" if args.config else str(err))
     if args.resume:
@@ -214,37 +218,6 @@ def _start_distributed(args: argparse.Namespace, configured) -> None:
         _distributed.start(coordinator, num_processes, args.process_id, timeout)
 
 
-def _run_config(args: argparse.Namespace):
-    """The config to run: CONFIG with --set, or a resumed run's own (which they must match)."""
-    from funcbp.cli import config as _config
-
-    if args.resume is None:
-        if args.config is None:
-            raise ConfigError("train needs a CONFIG file (or --resume DIR)")
-        return _config.load(args.config, args.set)
-    if not (args.resume / "config.toml").is_file():
-        raise ConfigError(f"{args.resume} is not a run directory (no config.toml)")
-    saved = _config.load(args.resume / "config.toml")
-    if args.config is not None or args.set:
-        given = _config.load(args.config or args.resume / "config.toml", args.set)
-        if given != saved:
-            difference = _first_difference(given.to_dict(), saved.to_dict())
-            raise ConfigError(
-                f"differs from {args.resume / 'config.toml'} at {difference}; "
-                "a resumed run keeps its config"
-            )
-    return saved
-
-
-def _first_difference(given: dict, saved: dict) -> str:
-    return next(
-        f"{section}.{key} (given {table.get(key)!r}, saved {saved[section].get(key)!r})"
-        for section, table in given.items()
-        for key in sorted(table.keys() | saved[section].keys())
-        if table.get(key) != saved[section].get(key)
-    )
-
-
 def _diagnose(args: argparse.Namespace) -> int:
     import jax
     import jax.numpy as jnp
@@ -259,7 +232,7 @@ def _diagnose(args: argparse.Namespace) -> int:
     try:
         config = _config.load(args.config, args.set)
         every = args.every if args.every is not None else config.train.diagnostics_every or 10
-        net, optimizer, splits = run.prepare(config)
+        net, optimizer, splits, _ = run.prepare(config)
         t = config.train
         run.param_dtype(t.dtype)  # float64: 64-bit mode on before fit_blocks
         batch = run.batch_size(t, len(splits.train), args.epochs, "--epochs")
@@ -305,6 +278,17 @@ def _compare_rules(args: argparse.Namespace) -> int:
     except _BAD_INPUT as err:
         return _fail(str(err))
     return 0
+
+
+def _predictions(args: argparse.Namespace) -> int:
+    from funcbp.cli import predictions
+
+    try:
+        return predictions.run(args)
+    except _BAD_INPUT as err:  # a run without a checkpoint, data that do not fit it
+        return _fail(str(err))
+    except OSError as err:  # an unwritable --out
+        return _fail(f"--out {args.out}: {err}")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -365,7 +349,8 @@ def _plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": _train, "diagnose": _diagnose, "compare-rules": _compare_rules,
-                "check": _check, "plot": _plot}  # fmt: skip
+                "predict": _predictions, "evaluate": _predictions, "check": _check,
+                "plot": _plot}  # fmt: skip
     return commands[args.command](args)
 
 

@@ -5,9 +5,11 @@ nothing behind. The directory then holds::
 
     .lock             held by the one process writing the run (its id inside)
     config.toml       the resolved config (what --resume reads), written first
+    standardizer.json the training split's per-feature mean and std (data.standardize),
+                      which funcbp predict and funcbp.load_run apply to new inputs
     metrics.jsonl     one JSON record per epoch, appended as training goes
     checkpoints/      step-<step>.npz (+ .json): the last N, and best.npz
-    loss.png, accuracy.png
+    loss.png, accuracy.png, diagnostics.png, alignment.png
     summary.json      written last: its presence means the run has ended
 
 A run killed at any point resumes from its latest checkpoint (from epoch 0
@@ -62,12 +64,16 @@ class Interrupted(Exception):
         return type(self), (self.epoch, self.path)
 
 
+STANDARDIZER = "standardizer.json"
+
+
 class Prepared(NamedTuple):
     """Everything a run needs before anything is compiled."""
 
     net: MLP
     optimizer: optax.GradientTransformation
     splits: _data.Splits  # this process's own parts when data.source names {process}
+    standardizer: _data.Standardizer | None  # the training split's; None: not standardised
 
 
 def prepare(config: _config.RunConfig) -> Prepared:
@@ -103,12 +109,13 @@ def prepare(config: _config.RunConfig) -> Prepared:
     if m.cost() == "sigmoid_binary_cross_entropy" and dataset.n_classes == 2:
         # Two classes through one logit: labels become [n, 1] targets in {0, 1}.
         splits = _data.Splits(*(part and _binary_targets(part) for part in splits))
+    stats = None
     if per_process:
         splits = process_data.equal_parts(splits)
         if d.standardize:
-            splits = process_data.standardize(splits)
+            splits, stats = process_data.standardize(splits)
     elif d.standardize:
-        splits, _ = _data.standardize(splits)
+        splits, stats = _data.standardize(splits)
     n_out = splits.train.n_outputs  # after the labels of two classes became one target
     net = m.build(dataset.n_features, n_out)
     try:  # a rule that cannot train this network (direct feedback without a hidden layer)
@@ -118,7 +125,7 @@ def prepare(config: _config.RunConfig) -> Prepared:
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
-    return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits)
+    return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits, stats)
 
 
 def _binary_targets(part: _data.Dataset) -> _data.Dataset:
@@ -219,7 +226,7 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     """``train`` from the data to the summary, less its timings; ``claim`` is the run
     directory's (``None``: another process writes it)."""
     writer = claim is not None
-    net, optimizer, splits = prepare(config)
+    net, optimizer, splits, stats = prepare(config)
     t = config.train
     dtype = param_dtype(t.dtype)
     engine = config.engine()
@@ -248,6 +255,8 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     if writer and restart:  # config.toml first: from then on, --resume can start it again
         claim.make()
         atomic.write(out / "config.toml", _config.dumps(config).encode())
+        if stats is not None:  # what funcbp predict applies to new inputs
+            atomic.write(out / STANDARDIZER, stats.to_json().encode())
     saver = _rundir.Saver(out / "checkpoints", _checkpoint_meta(config, net), t.keep_checkpoints,
                           writer)  # fmt: skip
     if restart:

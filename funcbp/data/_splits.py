@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import numbers
 from typing import NamedTuple
 
@@ -89,6 +90,23 @@ class Standardizer(NamedTuple):
     def from_moments(cls, mean: np.ndarray, std: np.ndarray, constant: np.ndarray) -> Standardizer:
         """From per-feature ``[n_features]`` mean and std; ``constant`` columns get std 1."""
         return cls(mean.astype(np.float32), np.where(constant, 1.0, std).astype(np.float32))
+
+    def to_json(self) -> str:
+        """The statistics as JSON text (each float32 exactly: a float64 holds it)."""
+        return json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist()}) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "standardizer") -> Standardizer:
+        """What ``to_json`` wrote; ``DataError`` naming ``where`` for anything else."""
+        try:
+            stats = json.loads(text)
+            mean, std = (np.asarray(stats[k], np.float32) for k in ("mean", "std"))
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{where} is damaged ({type(err).__name__}: {err})") from None
+        if mean.ndim != 1 or mean.shape != std.shape or not (np.isfinite(mean).all() and
+                                                           (std > 0).all()):  # fmt: skip
+            raise DataError(f"{where} is damaged: expected a mean and a positive std per feature")
+        return cls(mean, std)
 
     def apply(self, dataset: Dataset) -> Dataset:
         """``dataset`` with ``x`` standardised; ``y`` is left as it is."""

@@ -1,0 +1,99 @@
+"""``funcbp predict RUN_DIR DATA`` and ``funcbp evaluate RUN_DIR DATA``: a trained run on
+new data, standardised as its training split was (``funcbp.load_run``).
+
+DATA is what ``funcbp.data.load`` reads (``.npz`` with ``x`` and ``y``, ``.csv`` with
+the target in the last column, a folder of IDX files), or an ``.npz`` holding only
+``x`` for ``predict``. Predictions go to ``--out`` (``.csv`` or ``.npz``, written
+whole) or as CSV to standard output: for classification a ``class`` column and one
+probability per class (``p_0``, ``p_1``, ...; several sigmoid outputs: ``label_i`` and
+``p_i`` each), for regression ``y_0``, ``y_1``, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from funcbp import data
+from funcbp._jax import atomic
+from funcbp.errors import DataError
+from funcbp.predict import Predictor, load_run
+
+
+def add_parsers(sub) -> None:
+    """The ``predict`` and ``evaluate`` commands' arguments."""
+    predict = sub.add_parser("predict", help="predict with a trained run on new data")
+    evaluate = sub.add_parser("evaluate", help="a trained run's loss and accuracy on labelled data")
+    for parser in (predict, evaluate):
+        parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+        parser.add_argument("data", type=Path, metavar="DATA", help=".npz, .csv or IDX folder")
+        parser.add_argument(
+            "--which",
+            choices=("best", "latest"),
+            help="checkpoint (default: the parameters the run's summary reports)",
+        )
+    predict.add_argument("--out", type=Path, help=".csv or .npz (default: CSV on stdout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``predict`` or ``evaluate``; bad input raises (``funcbp.cli.main`` reports it)."""
+    if args.command == "predict" and args.out and args.out.suffix not in (".csv", ".npz"):
+        raise DataError(f"--out {args.out}: expected a .csv or .npz file name")
+    predictor = load_run(args.run_dir, args.which)
+    x, y = read(args.data)
+    if args.command == "evaluate":
+        if y is None:
+            raise DataError(f"{args.data} has no labels ('y'); evaluate needs them")
+        metrics = predictor.evaluate(x, y, str(args.data))
+        shown = "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        print(f"{args.data}: {len(x)} rows  {shown}")
+        return 0
+    columns = predictions(predictor, x)
+    if args.out is None:
+        sys.stdout.write(_csv(columns))
+    elif args.out.suffix == ".npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, **columns)
+        atomic.write(args.out, buffer.getvalue())
+    else:
+        atomic.write(args.out, _csv(columns).encode())
+    return 0
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(x [n, n_features], y or None)`` from DATA (``DataError`` naming what is wrong)."""
+    if path.suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as arrays:
+                if "y" not in arrays.files and "x" in arrays.files:
+                    x = arrays["x"]
+                    return x.reshape(len(x), -1), None
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DataError(f"{path}: not a readable .npz ({err})") from None
+    dataset = data.load(path)
+    return dataset.x, dataset.y
+
+
+def predictions(predictor: Predictor, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The output columns for inputs ``x``, each ``[n]``, in order."""
+    if predictor.classes is None:
+        values = predictor.predict(x)
+        return {f"y_{i}": values[:, i] for i in range(values.shape[1])}
+    labels, proba = predictor.predict(x), predictor.predict_proba(x)
+    if labels.ndim == 2:  # several sigmoid outputs: one label each
+        return {**{f"label_{i}": labels[:, i] for i in range(labels.shape[1])},
+                **{f"p_{i}": proba[:, i] for i in range(proba.shape[1])}}  # fmt: skip
+    return {"class": labels, **{f"p_{i}": proba[:, i] for i in range(proba.shape[1])}}
+
+
+def _csv(columns: dict[str, np.ndarray]) -> str:
+    out = io.StringIO()
+    formats = ["%d" if np.issubdtype(c.dtype, np.integer) else "%.9g" for c in columns.values()]
+    np.savetxt(out, np.column_stack(list(columns.values())), fmt=formats, delimiter=",",
+               header=",".join(columns), comments="")  # fmt: skip
+    return out.getvalue()
