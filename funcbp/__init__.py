@@ -13,6 +13,7 @@ from funcbp import (
     data,
     diagnostics,
     errors,
+    export,
     gradcheck,
     initializers,
     losses,
@@ -31,6 +32,7 @@ from funcbp.backprop import BACKPROP, BackpropResult, BackwardRule, ForwardCache
 from funcbp.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from funcbp.data import DataWarning
 from funcbp.errors import CheckpointError, ConfigError, DataError
+from funcbp.export import export_onnx
 from funcbp.gradcheck import (
     CheckOptions,
     GradientReport,
@@ -94,6 +96,8 @@ __all__ = [
     "enable_compilation_cache",
     "errors",
     "evaluate",
+    "export",
+    "export_onnx",
     "fit",
     "fit_blocks",
     "gradcheck",

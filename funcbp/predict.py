@@ -16,6 +16,7 @@ raw inputs ``x`` ``[n, n_features]`` as training did, then:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 
 from funcbp import checkpoint, rules
 from funcbp.activations import Activation
+from funcbp.backprop import forward
 from funcbp.data import Dataset, Standardizer
 from funcbp.errors import CheckpointError, DataError
 from funcbp.losses import Cost
@@ -55,29 +57,31 @@ class Predictor(NamedTuple):
 
     def outputs(self, x) -> np.ndarray:
         """The network's output ``[n, n_out]`` (logits for the classification costs)."""
-        x = self._inputs(x)
-        return np.asarray(_apply(self.net, self.params, jnp.asarray(x, self._dtype)))
+        return self._run(x, "logits")
 
     def predict(self, x) -> np.ndarray:
         """Classes (or labels, or values: see the module's table) for raw inputs ``x``."""
-        out = self.outputs(x)
         if self.net.cost == "softmax_cross_entropy":
-            return out.argmax(axis=1)
+            return self._run(x, "class")
         if self.net.cost == "sigmoid_binary_cross_entropy":
-            labels = (out > 0).astype(np.int64)
+            labels = self._run(x, "labels")
             return labels[:, 0] if labels.shape[1] == 1 else labels
-        return out
+        return self._run(x, "logits")
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities for raw inputs ``x``; a regression has none (``ValueError``)."""
-        out = self.outputs(x)
-        if self.net.cost == "softmax_cross_entropy":
-            return np.asarray(jax.nn.softmax(out, axis=1))
-        if self.net.cost == "sigmoid_binary_cross_entropy":
-            p = np.asarray(jax.nn.sigmoid(out))
-            return np.concatenate([1 - p, p], axis=1) if p.shape[1] == 1 else p
-        raise ValueError(f"predict_proba: the network's cost {_name(self.net.cost)!r} is a "
-                         "regression's; it has no class probabilities (use predict)")  # fmt: skip
+        if self.net.cost not in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+            raise ValueError(
+                f"predict_proba: the network's cost {_name(self.net.cost)!r} is "
+                "a regression's; it has no class probabilities (use predict)"
+            )
+        p = self._run(x, "probabilities")
+        return np.concatenate([1 - p, p], axis=1) if p.shape[1] == 1 else p
+
+    def _run(self, x, then: str) -> np.ndarray:
+        x = self._inputs(x)
+        stats = None if self.standardizer is None else tuple(self.standardizer)
+        return np.asarray(_program(self.net, self.params, stats, x, then))
 
     def evaluate(self, x, y, name: str = "data") -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` (accuracy for classification) on raw ``x`` and
@@ -87,11 +91,12 @@ class Predictor(NamedTuple):
         Raises:
           DataError: ``y`` does not fit (a label out of range, a wrong shape).
         """
-        x = self._inputs(x)
         y = np.asarray(y)
         classes = self.classes if y.ndim == 1 else None
-        part = Dataset(x.astype(np.float32), y, classes, name)  # checks the labels
-        y = part.y
+        part = Dataset(self._inputs(x), y, classes, name)  # checks the labels
+        if self.standardizer is not None:
+            part = self.standardizer.apply(part)
+        x, y = part.x, part.y
         if self.net.cost == "sigmoid_binary_cross_entropy" and y.ndim == 1:
             y = y[:, None].astype(np.float32)  # two classes through one logit
         if y.ndim == 2:
@@ -104,20 +109,32 @@ class Predictor(NamedTuple):
         return self.params[0]["w"].dtype
 
     def _inputs(self, x) -> np.ndarray:
-        """``x`` standardised, after its shape is checked (``DataError`` naming it)."""
+        """``x`` as float32, after its shape is checked (``DataError`` naming it)."""
         x = np.asarray(x)
         n_in = self.net.sizes[0]
         if x.ndim != 2 or x.shape[1] != n_in:
             raise DataError(f"inputs have shape {list(x.shape)}; the network takes [n, {n_in}]")
         if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
             raise DataError("inputs must be finite numbers")
-        x = x.astype(np.float32)
-        if self.standardizer is not None:
-            x = (x - self.standardizer.mean[None, :]) / self.standardizer.std[None, :]
-        return x
+        return x.astype(np.float32, copy=False)
 
 
-_apply = jax.jit(MLP.apply, static_argnums=0)  # one program per network and input shape
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _program(net: MLP, params: Params, stats, x: jax.Array, then: str) -> jax.Array:
+    """Standardise (with ``stats``, ``(mean, std)``), run the network, then the ``then``
+    of its output: one compiled program per network, input shape and ``then``."""
+    if stats is not None:
+        x = (x - stats[0][None, :]) / stats[1][None, :]
+    out = forward(net, params, x.astype(params[0]["w"].dtype)).out
+    if then == "class":
+        return jnp.argmax(out, axis=1)
+    if then == "labels":
+        return (out > 0).astype(jnp.int32)
+    if then == "probabilities" and net.cost == "softmax_cross_entropy":
+        return jax.nn.softmax(out, axis=1)
+    if then == "probabilities":  # sigmoid_binary_cross_entropy: one per output
+        return jax.nn.sigmoid(out)
+    return out
 
 
 def load_run(

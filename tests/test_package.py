@@ -153,7 +153,7 @@ LAYERS = [
     {"funcbp.sharding", "funcbp.process_data"},
     {"funcbp.train"},
     {"funcbp.checkpoint", "funcbp.testing"},
-    {"funcbp.predict"},
+    {"funcbp.predict", "funcbp.export"},
     {"funcbp", "funcbp.cli", "funcbp.__main__"},
 ]
 

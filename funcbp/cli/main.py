@@ -1,6 +1,6 @@
 """The ``funcbp`` command line: ``train`` a configured run, ``diagnose`` it, ``compare-rules``
-of learning, ``predict`` and ``evaluate`` with a trained run, ``check`` gradients, ``plot``
-a run's history again.
+of learning, ``predict``, ``evaluate`` and ``export`` a trained run, ``check`` gradients,
+``plot`` a run's history again.
 
 Exit status: 0 success; 1 a gradient check failed, training diverged or
 ``diagnose`` warns; 130 Ctrl-C (``train`` saves a checkpoint first);
@@ -349,7 +349,8 @@ def _plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": _train, "diagnose": _diagnose, "compare-rules": _compare_rules,
-                "predict": _predictions, "evaluate": _predictions, "check": _check,
+                "predict": _predictions, "evaluate": _predictions, "export": _predictions,
+                "check": _check,
                 "plot": _plot}  # fmt: skip
     return commands[args.command](args)
 

@@ -1,5 +1,6 @@
-"""``funcbp predict RUN_DIR DATA`` and ``funcbp evaluate RUN_DIR DATA``: a trained run on
-new data, standardised as its training split was (``funcbp.load_run``).
+"""``funcbp predict RUN_DIR DATA``, ``funcbp evaluate RUN_DIR DATA`` and ``funcbp export
+RUN_DIR --onnx FILE``: a trained run on new data, standardised as its training split was
+(``funcbp.load_run``), or as an ONNX graph that standardises its inputs itself.
 
 DATA is what ``funcbp.data.load`` reads (``.npz`` with ``x`` and ``y``, ``.csv`` with
 the target in the last column, a folder of IDX files), or an ``.npz`` holding only
@@ -22,22 +23,28 @@ import numpy as np
 from funcbp import data
 from funcbp._jax import atomic
 from funcbp.errors import DataError
+from funcbp.export import export_onnx
 from funcbp.predict import Predictor, load_run
 
 
 def add_parsers(sub) -> None:
-    """The ``predict`` and ``evaluate`` commands' arguments."""
+    """The ``predict``, ``evaluate`` and ``export`` commands' arguments."""
     predict = sub.add_parser("predict", help="predict with a trained run on new data")
     evaluate = sub.add_parser("evaluate", help="a trained run's loss and accuracy on labelled data")
-    for parser in (predict, evaluate):
+    export = sub.add_parser("export", help="a trained run as an ONNX graph (the onnx extra)")
+    for parser in (predict, evaluate, export):
         parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
-        parser.add_argument("data", type=Path, metavar="DATA", help=".npz, .csv or IDX folder")
+        if parser is not export:
+            parser.add_argument("data", type=Path, metavar="DATA", help=".npz, .csv or IDX")
         parser.add_argument(
             "--which",
             choices=("best", "latest"),
             help="checkpoint (default: the parameters the run's summary reports)",
         )
     predict.add_argument("--out", type=Path, help=".csv or .npz (default: CSV on stdout)")
+    export.add_argument("--onnx", type=Path, required=True, metavar="FILE", dest="out")
+    export.add_argument("--probabilities", action="store_true",
+                        help="end in the softmax or sigmoid (default: the logits)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "predict" and args.out and args.out.suffix not in (".csv", ".npz"):
         raise DataError(f"--out {args.out}: expected a .csv or .npz file name")
     predictor = load_run(args.run_dir, args.which)
+    if args.command == "export":
+        output = "probabilities" if args.probabilities else "logits"
+        try:
+            export_onnx(predictor.net, predictor.params, args.out,
+                        standardizer=predictor.standardizer, output=output)  # fmt: skip
+        except (ValueError, ImportError) as err:
+            raise DataError(f"export: {err}") from None
+        print(f"{args.out}: {output} of {list(predictor.net.sizes)} for inputs [B, "
+              f"{predictor.net.sizes[0]}]")  # fmt: skip
+        return 0
     x, y = read(args.data)
     if args.command == "evaluate":
         if y is None:
