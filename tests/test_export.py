@@ -97,3 +97,5 @@ def test_the_export_command_writes_a_graph_with_the_runs_standardisation(tmp_pat
                                atol=1e-6)  # fmt: skip
     assert cli.main(["export", str(tmp_path), "--onnx", str(model)]) == 2
     assert "is not a run directory with checkpoints" in capsys.readouterr().err
+    assert cli.main(["export", str(out), "--onnx", str(tmp_path / "no" / "m.onnx")]) == 2
+    assert capsys.readouterr().err.startswith(f"funcbp: error: --onnx {tmp_path / 'no'}")

@@ -287,8 +287,8 @@ def _predictions(args: argparse.Namespace) -> int:
         return predictions.run(args)
     except _BAD_INPUT as err:  # a run without a checkpoint, data that do not fit it
         return _fail(str(err))
-    except OSError as err:  # an unwritable --out
-        return _fail(f"--out {args.out}: {err}")
+    except OSError as err:  # an unwritable --out (--onnx)
+        return _fail(f"{'--onnx' if args.command == 'export' else '--out'} {args.out}: {err}")
 
 
 def _check(args: argparse.Namespace) -> int:
