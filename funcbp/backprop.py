@@ -290,7 +290,8 @@ def backprop(
       y: targets, as ``net.cost`` expects them.
       sample_weight: ``[batch]``, non-negative; the loss becomes their weighted mean.
       key: draws the dropout masks; ``None``: no dropout.
-      rule, rule_state: the backward rule (``BACKPROP``: exact) and its state.
+      rule: the backward rule (``BACKPROP``: exact).
+      rule_state: its state.
     """
     extras = {"sample_weight": sample_weight, "key": key, "rule": rule, "rule_state": rule_state}
     return backprop_with_cache(net, params, x, y, **extras)[0]

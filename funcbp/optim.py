@@ -226,6 +226,15 @@ _OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[s
 
 NAMES: tuple[str, ...] = tuple(_OPTIMIZERS)
 COMMON_OPTIONS: tuple[str, ...] = ("schedule", "clip_value", "clip_norm", "weight_decay")
+
+
+def options_of(name: str) -> dict[str, Any]:
+    """Optimizer ``name``'s own options with their defaults (``COMMON_OPTIONS`` besides)."""
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(NAMES)}")
+    return dict(_OPTIMIZERS[name][1])
+
+
 ADAMW_WEIGHT_DECAY = 1e-4  # optax.adamw's default: adamw without decay would be adam
 
 

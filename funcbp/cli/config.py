@@ -155,7 +155,8 @@ class RunConfig:
         }
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
+# The run file's tables, in order.
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
              "train": TrainConfig, "rule": RuleConfig,
              "distributed": DistributedConfig}  # fmt: skip
 
@@ -194,13 +195,13 @@ def _apply_override(raw: dict, override: str) -> None:
 
 def from_dict(raw: Mapping[str, Any]) -> RunConfig:
     """Validates a parsed config (``{"data": {...}, ...}``) into a ``RunConfig``."""
-    unknown = set(raw) - set(_SECTIONS)
+    unknown = set(raw) - set(SECTIONS)
     if unknown:
         raise ConfigError(
-            f"unknown section [{sorted(unknown)[0]}]; valid sections: {', '.join(_SECTIONS)}"
+            f"unknown section [{sorted(unknown)[0]}]; valid sections: {', '.join(SECTIONS)}"
         )
     tables = {}
-    for section, cls in _SECTIONS.items():
+    for section, cls in SECTIONS.items():
         table = raw.get(section, {})
         if not isinstance(table, Mapping):
             raise ConfigError(f"{section} must be a table ([{section}]), got {table!r}")

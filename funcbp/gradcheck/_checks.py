@@ -71,7 +71,8 @@ def check_grad(
       grad_fn: ``grad_fn(*args)``: the gradient, with the pytree of ``args[0]`` when
         there is one argument, else a tuple with one entry per argument.
       *args: where to check.
-      options, **overrides: as for ``check_gradients``.
+      options: as for ``check_gradients``.
+      **overrides: as for ``check_gradients``.
     """
     options = with_overrides(CheckOptions, options, overrides, "check_grad")
     check_float_tree(args, "args")
@@ -114,7 +115,8 @@ def check_vjp(
         value when there is one primal, else a tuple).
       *primals: where to check.
       cotangents: how many random cotangents; the report keeps each leaf's worst.
-      options, **overrides: as for ``check_gradients``.
+      options: as for ``check_gradients``.
+      **overrides: as for ``check_gradients``.
     """
     options = with_overrides(CheckOptions, options, overrides, "check_vjp")
     check_float_tree(primals, "primals")
