@@ -36,7 +36,7 @@ def keys() -> dict[str, dict[str, str]]:
         if cls is config.OptimizerConfig:
             table |= {f"{option} ({name})": _toml(default) for name in optim.NAMES
                       for option, default in optim.options_of(name).items()}  # fmt: skip
-            table |= {f"{option} (any optimizer)": "none" for option in optim.COMMON_OPTIONS}
+            table |= {f"{option} (any optimizer)": "unset" for option in optim.COMMON_OPTIONS}
         out[section] = table
     return out
 

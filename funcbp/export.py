@@ -11,6 +11,7 @@ parameters are cast). ``jax2onnx`` and ``onnxruntime`` are the optional extra ``
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -56,6 +57,7 @@ def export_onnx(
         if isinstance(piece, activations.Activation):
             _check_exports(to_onnx, piece)
     weights = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    net = dataclasses.replace(net, compute_dtype=None)  # the graph computes in float32
     mean, std = (None, None) if standardizer is None else (standardizer.mean, standardizer.std)
 
     def network(x: jax.Array) -> jax.Array:

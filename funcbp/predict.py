@@ -29,7 +29,7 @@ import numpy as np
 from funcbp import checkpoint, rules
 from funcbp.activations import Activation
 from funcbp.backprop import forward
-from funcbp.data import Dataset, Standardizer
+from funcbp.data import Dataset, Standardizer, check_fits
 from funcbp.errors import CheckpointError, DataError
 from funcbp.losses import Cost
 from funcbp.mlp import MLP
@@ -81,7 +81,9 @@ class Predictor(NamedTuple):
     def _run(self, x, then: str) -> np.ndarray:
         x = self._inputs(x)
         stats = None if self.standardizer is None else tuple(self.standardizer)
-        return np.asarray(_program(self.net, self.params, stats, x, then))
+        out = np.asarray(_program(self.net, self.params, stats, x, then))
+        floating = np.issubdtype(out.dtype, np.floating) or out.dtype.kind == "V"
+        return out.astype(np.float32) if floating and out.dtype.itemsize < 4 else out
 
     def evaluate(self, x, y, name: str = "data") -> dict[str, float]:
         """``{"loss": ..., "accuracy": ...}`` (accuracy for classification) on raw ``x`` and
@@ -94,6 +96,8 @@ class Predictor(NamedTuple):
         y = np.asarray(y)
         classes = self.classes if y.ndim == 1 else None
         part = Dataset(self._inputs(x), y, classes, name)  # checks the labels
+        if self.net.cost != "sigmoid_binary_cross_entropy" or y.ndim == 2:
+            check_fits(part, self.net)  # targets as wide as the output
         if self.standardizer is not None:
             part = self.standardizer.apply(part)
         x, y = part.x, part.y

@@ -83,6 +83,13 @@ def test_a_user_activation_trains_and_resumes(pieces, tmp_path, capsys, monkeypa
     assert "weighted_loss" not in summaries[0]
     net = run.prepare(config.load(out / "config.toml")).net
     assert net.layer_names == ("softsign", "tanh", "identity")
+    # funcbp evaluate imports the run's pieces too, and reproduces its test accuracy.
+    sys.modules.pop(pieces)
+    test = data.split(data.load("iris"), validation=0.0, test=0.2, seed=0).test
+    np.savez(tmp_path / "test.npz", x=test.x, y=test.y)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), str(tmp_path / "test.npz")]) == 0
+    assert f"accuracy {summaries[1]['test_accuracy']:.4f}" in capsys.readouterr().out
 
 
 def test_a_user_cost_and_output_activation_build_the_network(pieces, tmp_path):

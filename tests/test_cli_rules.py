@@ -134,3 +134,14 @@ def test_compare_rules_refuses_an_unknown_rule_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == ("funcbp: error: --rules: unknown learning rule 'fa'; valid rules: "
                    "backprop, " + ", ".join(rules.NAMES) + "\n")  # fmt: skip
+
+
+def test_compare_rules_checks_every_rule_against_the_network_first(tmp_path, capsys):
+    path = tmp_path / "iris.toml"
+    path.write_text(IRIS.replace("[rule]\ndecay = 0.05\n", ""))
+    sets = ["--set", "model.dropout=0.2", "--rules", "kolen_pollack,predictive_coding"]
+    assert cli.main(["compare-rules", str(path), *sets]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing trained, no header
+    assert captured.err.count("\n") == 1
+    assert "--rules: predictive_coding does not drop out" in captured.err

@@ -99,3 +99,12 @@ def test_the_export_command_writes_a_graph_with_the_runs_standardisation(tmp_pat
     assert "is not a run directory with checkpoints" in capsys.readouterr().err
     assert cli.main(["export", str(out), "--onnx", str(tmp_path / "no" / "m.onnx")]) == 2
     assert capsys.readouterr().err.startswith(f"funcbp: error: --onnx {tmp_path / 'no'}")
+
+
+def test_a_mixed_precision_network_exports_in_float32(tmp_path):
+    net = funcbp.MLP((5, 8, 3), activation="relu", cost="softmax_cross_entropy",
+                     compute_dtype="bfloat16")  # fmt: skip
+    params = net.init(jax.random.key(0))
+    path = funcbp.export_onnx(net, params, tmp_path / "m.onnx")
+    plain = funcbp.MLP((5, 8, 3), activation="relu", cost="softmax_cross_entropy")
+    np.testing.assert_allclose(_run_onnx(path, X), plain.apply(params, X), rtol=1e-5, atol=1e-5)

@@ -103,6 +103,11 @@ def test_a_regression_run_predicts_values_and_has_no_probabilities(tmp_path, cap
         ("no run", r"is not a run directory with checkpoints"),
         ("unlabelled", r"has no labels \('y'\); evaluate needs them"),
         ("out", r"--out .*pred.txt: expected a .csv or .npz file name"),
+        (
+            "targets",
+            r"targets.npz': softmax_cross_entropy: targets y have shape \(2, 3\), "
+            r"expected \(2, 10\)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(digits_run, tmp_path, capsys, what, message):
@@ -119,6 +124,9 @@ def test_bad_input_is_one_line_and_exit_2(digits_run, tmp_path, capsys, what, me
     elif what == "unlabelled":
         command, data_file = "evaluate", tmp_path / "x.npz"
         np.savez(data_file, x=np.zeros((2, 64)))
+    elif what == "targets":  # one-hot rows of the wrong width
+        command, data_file = "evaluate", tmp_path / "targets.npz"
+        np.savez(data_file, x=np.zeros((2, 64)), y=np.zeros((2, 3)))
     else:
         extra = ["--out", str(tmp_path / "pred.txt")]
     capsys.readouterr()
@@ -126,3 +134,19 @@ def test_bad_input_is_one_line_and_exit_2(digits_run, tmp_path, capsys, what, me
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("funcbp: error: "), err
     assert re.search(message, err), err
+
+
+def test_a_bfloat16_run_predicts_to_csv(tmp_path, capsys):
+    path = tmp_path / "iris.toml"
+    path.write_text('[data]\nsource = "iris"\n[model]\nhidden = [8]\ncost = '
+                    '"softmax_cross_entropy"\n[train]\nepochs = 1\nbatch_size = 16\n'
+                    'dtype = "bfloat16"\n')  # fmt: skip
+    out = tmp_path / "run"
+    assert cli.main(["train", str(path), "--out", str(out)]) == 0
+    x = data.load("iris").x[:4]
+    np.savez(tmp_path / "x.npz", x=x)
+    capsys.readouterr()
+    assert cli.main(["predict", str(out), str(tmp_path / "x.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "class,p_0,p_1,p_2" and len(lines) == 5
+    assert funcbp.load_run(out).predict_proba(x).dtype == np.float32

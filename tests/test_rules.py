@@ -251,6 +251,8 @@ def test_a_rule_with_diagnostics_trains_as_without_and_records_its_alignment():
             r"option of predictive_coding",
         ),
         (lambda: rules.kolen_pollack(decay=1.0), r"decay must be a number in \[0, 1\)"),
+        # 0 is a valid decay and False is not: the cache of made rules keeps them apart.
+        (lambda: (rules.kolen_pollack(0), rules.kolen_pollack(False)), r"decay must be a number"),
         (lambda: rules.sign_symmetry("fixed"), r"magnitude must be one of uniform, random"),
         (lambda: rules.forward_gradient(directions=0), r"directions must be an integer"),
         (

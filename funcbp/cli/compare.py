@@ -8,7 +8,8 @@ A row reports the last epoch's test (else validation) accuracy and loss, the tra
 loss, the time per step relative to backprop's (the median of five timed epochs of
 the compiled epoch without statistics, after one that compiles and warms it) and each
 layer's mean angle to the exact gradient and, for feedback rules, of ``B_l`` to
-``W_l^T``, over the last epoch's sampled steps.
+``W_l^T``, over the sampled steps of the last epoch that had any (full-batch training
+samples every ``every``-th epoch).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from funcbp import rules
 from funcbp.cli import config as _config
 from funcbp.cli import run
 from funcbp.errors import ConfigError
-from funcbp.train import fit, make_epoch
+from funcbp.train import fit, make_epoch, rule_of, rule_state_shapes
 
 TIMED_EPOCHS = 5
 
@@ -57,11 +58,11 @@ def command(path: Path, sets: Sequence[str], names: str, every: int | None) -> N
     chosen = check_names(names)
     config = _config.load(path, sets)
     every = every if every is not None else config.train.diagnostics_every or 10
-    print(f"funcbp compare-rules: {config.data.source}, MLP hidden {list(config.model.hidden)},"
-          f" {config.train.epochs} epochs from the same initial weights (train.seed = "
-          f"{config.train.seed}), alignment every {every} steps, last epoch:\n",
-          flush=True)  # fmt: skip
-    print(table(compare(config, chosen, every)))
+    header = (f"funcbp compare-rules: {config.data.source}, MLP hidden "
+              f"{list(config.model.hidden)}, {config.train.epochs} epochs from the same initial "
+              f"weights (train.seed = {config.train.seed}), alignment every {every} steps "
+              "(angles: the last epoch that sampled them):\n")  # fmt: skip
+    print(table(compare(config, chosen, every, header)))
 
 
 def check_names(text: str) -> tuple[str, ...]:
@@ -79,8 +80,11 @@ def check_names(text: str) -> tuple[str, ...]:
     return ("backprop", *dict.fromkeys(n for n in names if n != "backprop"))
 
 
-def compare(config: _config.RunConfig, names: Sequence[str], every: int) -> list[Row]:
-    """Trains ``config``'s network under each rule of ``names`` (``"backprop"`` first).
+def compare(
+    config: _config.RunConfig, names: Sequence[str], every: int, header: str = ""
+) -> list[Row]:
+    """Trains ``config``'s network under each rule of ``names`` (``"backprop"`` first),
+    printing ``header`` once every rule has been checked against the network.
 
     The ``[rule]`` options apply to the rule that ``train.engine`` names; the others
     take their defaults.
@@ -95,9 +99,16 @@ def compare(config: _config.RunConfig, names: Sequence[str], every: int) -> list
         if part
     }
     held_out = dict(list(held_out.items())[:1])
+    engines = {name: config.engine() if name == t.engine else rules.make(name) for name in names}
+    for engine in engines.values():  # before anything trains
+        try:
+            rule_state_shapes(rule_of(engine), net, dtype)
+        except ValueError as err:
+            raise ConfigError(f"--rules: {err}") from None
+    if header:
+        print(header, flush=True)
     rows = []
-    for name in names:
-        engine = config.engine() if name == t.engine else rules.make(name)
+    for name, engine in engines.items():
         state, history = fit(net, optimizer, splits.train, epochs=t.epochs, batch_size=batch,
                              engine=engine, eval=held_out, key=jax.random.key(t.seed),
                              dtype=dtype, diagnostics_every=every)  # fmt: skip

@@ -267,10 +267,14 @@ def _diagnose(args: argparse.Namespace) -> int:
 def _compare_rules(args: argparse.Namespace) -> int:
     from funcbp._jax.compilation_cache import enable_compilation_cache
     from funcbp.cli import compare
+    from funcbp.train import TrainingDiverged
 
     enable_compilation_cache()  # FUNCBP_CACHE_DIR="" turns it off
     try:
         compare.command(args.config, args.set, args.rules, args.every)
+    except TrainingDiverged as err:
+        print(f"funcbp: {err}", file=sys.stderr)
+        return 1
     except compare.BadRules as err:
         return _fail(str(err))
     except ConfigError as err:
@@ -287,7 +291,9 @@ def _predictions(args: argparse.Namespace) -> int:
         return predictions.run(args)
     except _BAD_INPUT as err:  # a run without a checkpoint, data that do not fit it
         return _fail(str(err))
-    except OSError as err:  # an unwritable --out (--onnx)
+    except OSError as err:  # an unwritable --out (--onnx), an unreadable run directory
+        if getattr(args, "out", None) is None:
+            return _fail(f"{args.run_dir}: {err}")
         return _fail(f"{'--onnx' if args.command == 'export' else '--out'} {args.out}: {err}")
 
 

@@ -22,8 +22,13 @@ import numpy as np
 
 from funcbp import data
 from funcbp._jax import atomic
+from funcbp.activations import Activation
+from funcbp.cli import _pieces
+from funcbp.cli import config as _config
+from funcbp.cli import run as _run
 from funcbp.errors import DataError
 from funcbp.export import export_onnx
+from funcbp.losses import Cost
 from funcbp.predict import Predictor, load_run
 
 
@@ -51,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``predict`` or ``evaluate``; bad input raises (``funcbp.cli.main`` reports it)."""
     if args.command == "predict" and args.out and args.out.suffix not in (".csv", ".npz"):
         raise DataError(f"--out {args.out}: expected a .csv or .npz file name")
-    predictor = load_run(args.run_dir, args.which)
+    predictor = load_run(args.run_dir, args.which, _run_pieces(args.run_dir))
     if args.command == "export":
         output = "probabilities" if args.probabilities else "logits"
         try:
@@ -80,6 +85,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         atomic.write(args.out, _csv(columns).encode())
     return 0
+
+
+def _run_pieces(run_dir: Path) -> list:
+    """The user pieces the run's config names (imported), with 64-bit mode on for a
+    float64 run; none for a directory without a config (``load_run`` says what it lacks)."""
+    if not (run_dir / "config.toml").is_file():
+        return []
+    saved = _config.load(run_dir / "config.toml")
+    _run.param_dtype(saved.train.dtype)
+    options = _pieces.resolve_options(saved.model.options, lambda key: f"model.{key}")
+    values = [v for value in options.values() for v in
+              (value if isinstance(value, tuple | list) else (value,))]  # fmt: skip
+    return [v for v in values if isinstance(v, Activation | Cost)]
 
 
 def read(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -64,18 +64,22 @@ def has_state(rule: Rule) -> bool:
 
 def cached_rule(factory: Callable[..., Rule]) -> Callable[..., Rule]:
     """``factory`` whose equal options, however passed, give the very same rule: a rule is
-    static under ``jit``, so equal ones reuse the compiled programs."""
+    static under ``jit``, so equal ones reuse the compiled programs. Options of other
+    types (``0`` and ``False``) are other keys, so the factory validates each."""
     signature = inspect.signature(factory)
-    made = functools.cache(factory)
+    made: dict[tuple, Rule] = {}
 
     @functools.wraps(factory)
     def make(*args: Any, **kwargs: Any) -> Rule:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        key = tuple((type(v), v) for v in bound.arguments.values())
         try:
-            hash(tuple(bound.arguments.values()))
+            hash(key)
         except TypeError:  # an unhashable value: the factory says what is wrong with it
             return factory(**bound.arguments)
-        return made(**bound.arguments)
+        if key not in made:
+            made[key] = factory(**bound.arguments)
+        return made[key]
 
     return make
