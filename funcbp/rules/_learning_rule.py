@@ -14,12 +14,9 @@ from funcbp.backprop import BackwardRule, Network, Params, RuleState
 Array = jax.Array
 
 
-def _no_state(key: Array, net: Network, params: Params) -> RuleState:
-    return ()
-
-
-def _same_state(state: RuleState, old: Params, new: Params) -> RuleState:
-    return state
+# A rule without state: BackwardRule's defaults, shared, so that has_state tells either kind.
+_NO_STATE = BackwardRule._field_defaults["init"]
+_SAME_STATE = BackwardRule._field_defaults["update"]
 
 
 class LearningRule(NamedTuple):
@@ -45,8 +42,8 @@ class LearningRule(NamedTuple):
 
     name: str
     gradient: Callable[..., tuple[Array, Params]]
-    init: Callable[[Array, Network, Params], RuleState] = _no_state
-    update: Callable[[RuleState, Params, Params], RuleState] = _same_state
+    init: Callable[[Array, Network, Params], RuleState] = _NO_STATE
+    update: Callable[[RuleState, Params, Params], RuleState] = _SAME_STATE
 
 
 Rule = BackwardRule | LearningRule
@@ -59,7 +56,7 @@ def is_rule(value: Any) -> bool:
 
 def has_state(rule: Rule) -> bool:
     """Whether ``rule`` keeps a state of its own (its ``init`` is not the stateless default)."""
-    return rule.init not in (_no_state, BackwardRule._field_defaults["init"])
+    return rule.init is not _NO_STATE
 
 
 def cached_rule(factory: Callable[..., Rule]) -> Callable[..., Rule]:

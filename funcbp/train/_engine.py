@@ -44,8 +44,8 @@ def rule_of(engine: Engine) -> _rules.Rule:
 
 def gradient(net: MLP, engine: Engine) -> Callable[..., tuple[Array, Params]]:
     """``(state, x, y, extras) -> (loss, grads)`` by ``engine`` at ``state.params`` (a
-    ``TrainState``); ``extras``: the
-    ``sample_weight`` and dropout ``key`` keywords, only those given."""
+    ``TrainState``); ``extras``: the ``sample_weight`` and dropout ``key`` keywords, only
+    those given."""
     if engine == "backprop":
         return lambda state, x, y, extras: net.backprop(state.params, x, y, **extras)
     if engine == "autodiff":
