@@ -36,7 +36,13 @@ from funcbp import sharding
 from funcbp._jax.caches import bounded_cache
 from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.shared_program import SharedProgram
-from funcbp.backprop import BACKPROP, BackwardRule, backprop_with_cache
+from funcbp.backprop import (
+    BACKPROP,
+    BackwardRule,
+    backprop_with_cache,
+    backward,
+    with_weight_penalty,
+)
 from funcbp.mlp import MLP, check_key, initial_params
 from funcbp.train import _memory
 from funcbp.train._engine import Engine, check_engine, gradient
@@ -198,10 +204,10 @@ def make_train_step(
         extras = _extras(sample_weight, key)
         exact, cache = backprop_with_cache(net, state.params, x, y, **extras)
         loss, grads, deltas = exact.loss, exact.grads, exact.deltas
-        if isinstance(engine, BackwardRule):  # its deltas, on the same forward pass
-            result, _ = backprop_with_cache(net, state.params, x, y, rule=engine,
-                                            rule_state=state.rule_state, **extras)  # fmt: skip
-            loss, grads, deltas = result.loss, result.grads, result.deltas
+        if isinstance(engine, BackwardRule):  # its deltas, from the same cache and delta_L
+            grads, _, deltas = backward(net, state.params, cache, exact.deltas[-1], engine,
+                                        state.rule_state)  # fmt: skip
+            grads = with_weight_penalty(net, state.params, grads)
         elif engine != "backprop":
             loss, grads = value_and_grad(state, x, y, extras)
         new = apply(state, grads)
