@@ -18,16 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcbp import activations
+from funcbp import activations, losses
 from funcbp._jax import atomic
 from funcbp.backprop import forward
 from funcbp.data import Standardizer
 from funcbp.mlp import MLP
+from funcbp.predict import PROBABILITIES
 
 Params = list[dict[str, jax.Array]]
 OUTPUTS = ("logits", "probabilities")
-_PROBABILITIES = {"softmax_cross_entropy": lambda z: jax.nn.softmax(z, axis=-1),
-                  "sigmoid_binary_cross_entropy": jax.nn.sigmoid}  # fmt: skip
 
 
 def export_onnx(
@@ -49,8 +48,8 @@ def export_onnx(
     to_onnx = _converter()
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-    if output == "probabilities" and net.cost not in _PROBABILITIES:
-        raise ValueError(f"output='probabilities': the cost {_name(net.cost)!r} is a "
+    if output == "probabilities" and net.cost not in PROBABILITIES:
+        raise ValueError(f"output='probabilities': the cost {losses.name_of(net.cost)!r} is a "
                          "regression's; export its logits (its values)")  # fmt: skip
     net.check_call(params, np.zeros((1, net.sizes[0]), np.float32))
     for piece in net.user_pieces:
@@ -58,13 +57,12 @@ def export_onnx(
             _check_exports(to_onnx, piece)
     weights = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     net = dataclasses.replace(net, compute_dtype=None)  # the graph computes in float32
-    mean, std = (None, None) if standardizer is None else (standardizer.mean, standardizer.std)
 
     def network(x: jax.Array) -> jax.Array:
-        if mean is not None:
-            x = (x - mean[None, :]) / std[None, :]
+        if standardizer is not None:
+            x = standardizer.transform(x)
         out = forward(net, weights, x).out
-        return _PROBABILITIES[net.cost](out) if output == "probabilities" else out
+        return PROBABILITIES[net.cost](out) if output == "probabilities" else out
 
     model = to_onnx(network, [("B", net.sizes[0])], model_name="funcbp_mlp")
     path = Path(path)
@@ -89,7 +87,3 @@ def _converter():
             "ONNX export needs jax2onnx and onnxruntime: pip install 'funcbp[onnx]'"
         ) from None
     return to_onnx
-
-
-def _name(piece) -> str:
-    return piece if isinstance(piece, str) else piece.name

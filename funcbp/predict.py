@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcbp import checkpoint, rules
+from funcbp import checkpoint, losses, rules
 from funcbp.activations import Activation
 from funcbp.backprop import forward
 from funcbp.data import Dataset, Standardizer, check_fits
@@ -70,9 +70,9 @@ class Predictor(NamedTuple):
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities for raw inputs ``x``; a regression has none (``ValueError``)."""
-        if self.net.cost not in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+        if self.net.cost not in PROBABILITIES:
             raise ValueError(
-                f"predict_proba: the network's cost {_name(self.net.cost)!r} is "
+                f"predict_proba: the network's cost {losses.name_of(self.net.cost)!r} is "
                 "a regression's; it has no class probabilities (use predict)"
             )
         p = self._run(x, "probabilities")
@@ -80,8 +80,7 @@ class Predictor(NamedTuple):
 
     def _run(self, x, then: str) -> np.ndarray:
         x = self._inputs(x)
-        stats = None if self.standardizer is None else tuple(self.standardizer)
-        out = np.asarray(_program(self.net, self.params, stats, x, then))
+        out = np.asarray(_program(self.net, self.params, self.standardizer, x, then))
         floating = np.issubdtype(out.dtype, np.floating) or out.dtype.kind == "V"
         return out.astype(np.float32) if floating and out.dtype.itemsize < 4 else out
 
@@ -123,21 +122,26 @@ class Predictor(NamedTuple):
         return x.astype(np.float32, copy=False)
 
 
+# The class probabilities of the classification costs' logits.
+PROBABILITIES = {"softmax_cross_entropy": lambda z: jax.nn.softmax(z, axis=-1),
+                 "sigmoid_binary_cross_entropy": jax.nn.sigmoid}  # fmt: skip
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _program(net: MLP, params: Params, stats, x: jax.Array, then: str) -> jax.Array:
-    """Standardise (with ``stats``, ``(mean, std)``), run the network, then the ``then``
-    of its output: one compiled program per network, input shape and ``then``."""
+def _program(
+    net: MLP, params: Params, stats: Standardizer | None, x: jax.Array, then: str
+) -> jax.Array:
+    """Standardise (with ``stats``, a pytree), run the network, then the ``then`` of its
+    output: one compiled program per network, input shape and ``then``."""
     if stats is not None:
-        x = (x - stats[0][None, :]) / stats[1][None, :]
+        x = stats.transform(x)
     out = forward(net, params, x.astype(params[0]["w"].dtype)).out
     if then == "class":
         return jnp.argmax(out, axis=1)
     if then == "labels":
         return (out > 0).astype(jnp.int32)
-    if then == "probabilities" and net.cost == "softmax_cross_entropy":
-        return jax.nn.softmax(out, axis=1)
-    if then == "probabilities":  # sigmoid_binary_cross_entropy: one per output
-        return jax.nn.sigmoid(out)
+    if then == "probabilities":
+        return PROBABILITIES[net.cost](out)
     return out
 
 
@@ -179,7 +183,3 @@ def _meta(path: Path) -> dict[str, Any]:
         return json.loads(path.with_suffix(".json").read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{path.with_suffix('.json')} is not readable ({err})") from None
-
-
-def _name(piece) -> str:
-    return piece if isinstance(piece, str) else piece.name

@@ -115,8 +115,11 @@ class Standardizer(NamedTuple):
                 f"dataset {dataset.name!r} has {dataset.n_features} features but the "
                 f"standardizer was fitted on {self.mean.shape[0]}"
             )
-        x = (dataset.x - self.mean[None, :]) / self.std[None, :]
-        return dataclasses.replace(dataset, x=x)
+        return dataclasses.replace(dataset, x=self.transform(dataset.x))
+
+    def transform(self, x):
+        """``(x - mean) / std`` of inputs ``[n, n_features]`` (NumPy or traced JAX arrays)."""
+        return (x - self.mean[None, :]) / self.std[None, :]
 
 
 def standardize(splits: Splits, stats: Standardizer | None = None) -> tuple[Splits, Standardizer]:
