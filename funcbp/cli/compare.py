@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 
 from funcbp import rules
 from funcbp.cli import config as _config
 from funcbp.cli import run
 from funcbp.errors import ConfigError
-from funcbp.train import fit, make_epoch, rule_of, rule_state_shapes
+from funcbp.train import fit, inputs_in_dtype, make_epoch, weights_in_dtype
 
 TIMED_EPOCHS = 5
 
@@ -101,10 +100,7 @@ def compare(
     held_out = dict(list(held_out.items())[:1])
     engines = {name: config.engine() if name == t.engine else rules.make(name) for name in names}
     for engine in engines.values():  # before anything trains
-        try:
-            rule_state_shapes(rule_of(engine), net, dtype)
-        except ValueError as err:
-            raise ConfigError(f"--rules: {err}") from None
+        run.check_rule(engine, net, "--rules")
     if header:
         print(header, flush=True)
     rows = []
@@ -130,10 +126,9 @@ def _step_seconds(net, optimizer, state, part, batch: int | None, engine) -> flo
     ``TIMED_EPOCHS`` epochs after one that compiles and warms it."""
     epoch = jax.jit(make_epoch(net, optimizer, batch_size=batch, engine=engine))
     dtype = state.params[0]["w"].dtype
-    data = [part.x.astype(dtype), part.y if part.y.ndim == 1 else part.y.astype(dtype)]
+    data = [*inputs_in_dtype(part.x, part.y, dtype, jax.device_put)]
     if part.sample_weight is not None:
-        data.append(part.sample_weight.astype(dtype))
-    data = [jax.device_put(np.asarray(a)) for a in data]
+        data.append(weights_in_dtype(part.sample_weight, dtype, jax.device_put))
     jax.block_until_ready(epoch(state, *data))
     seconds = []
     for _ in range(TIMED_EPOCHS):

@@ -118,14 +118,20 @@ def prepare(config: _config.RunConfig) -> Prepared:
         splits, stats = _data.standardize(splits)
     n_out = splits.train.n_outputs  # after the labels of two classes became one target
     net = m.build(dataset.n_features, n_out)
-    try:  # a rule that cannot train this network (direct feedback without a hidden layer)
-        rule_state_shapes(rule_of(config.engine()), net, jnp.float32)
-    except ValueError as err:
-        raise ConfigError(f"train.engine: {err}") from None
+    check_rule(config.engine(), net, "train.engine")
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
     return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits, stats)
+
+
+def check_rule(engine, net: MLP, key: str) -> None:
+    """Refuses (``ConfigError`` naming ``key``) a rule that cannot train ``net`` (direct
+    feedback without a hidden layer), as its ``init`` says; nothing is compiled."""
+    try:
+        rule_state_shapes(rule_of(engine), net, jnp.float32)
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
 
 
 def _binary_targets(part: _data.Dataset) -> _data.Dataset:

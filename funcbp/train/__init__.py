@@ -12,7 +12,7 @@
   (``funcbp.train._options``).
 """
 
-from funcbp.train._data import eval_sets_on_devices, inputs_in_dtype
+from funcbp.train._data import eval_sets_on_devices, inputs_in_dtype, weights_in_dtype
 from funcbp.train._engine import ENGINES, rule_of
 from funcbp.train._fit import Block, TrainingDiverged, fit, fit_blocks, lower_block
 from funcbp.train._memory import rule_state_shapes
@@ -48,4 +48,5 @@ __all__ = [
     "make_train_step",
     "rule_of",
     "rule_state_shapes",
+    "weights_in_dtype",
 ]
