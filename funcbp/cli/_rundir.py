@@ -26,6 +26,7 @@ from funcbp import checkpoint
 from funcbp._jax import atomic
 from funcbp.cli import config as _config
 from funcbp.errors import CheckpointError, ConfigError
+from funcbp.predict import STANDARDIZER
 from funcbp.train import TrainState
 
 
@@ -39,8 +40,7 @@ class RunError(ConfigError):
 
 # What a run writes into its directory (besides atomic.write's hidden temporaries).
 _LAYOUT = {"config.toml", "metrics.jsonl", "checkpoints", "summary.json", "loss.png",
-           "accuracy.png", "diagnostics.png", "alignment.png", "standardizer.json",
-           ".lock"}  # fmt: skip
+           "accuracy.png", "diagnostics.png", "alignment.png", STANDARDIZER, ".lock"}  # fmt: skip
 
 
 class Claim:

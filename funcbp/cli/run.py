@@ -43,6 +43,7 @@ from funcbp.cli import config as _config
 from funcbp.cli._sigint import deferred_sigint
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP
+from funcbp.predict import STANDARDIZER
 from funcbp.train import (
     TrainingDiverged,
     fit_blocks,
@@ -62,9 +63,6 @@ class Interrupted(Exception):
 
     def __reduce__(self):  # picklable, like TrainingDiverged
         return type(self), (self.epoch, self.path)
-
-
-STANDARDIZER = "standardizer.json"
 
 
 class Prepared(NamedTuple):
