@@ -148,7 +148,7 @@ LAYERS = [
     {"funcbp.errors", "funcbp._jax", "funcbp._registry"},
     {"funcbp.activations", "funcbp.losses", "funcbp.initializers"},
     {"funcbp.backprop"},
-    {"funcbp.mlp", "funcbp.rules"},
+    {"funcbp.mlp", "funcbp.rules", "funcbp.curvature"},
     {"funcbp.diagnostics", "funcbp.gradcheck", "funcbp.optim", "funcbp.data"},
     {"funcbp.sharding", "funcbp.process_data"},
     {"funcbp.train"},

@@ -13,7 +13,8 @@ A run file has up to six tables; every key is optional but ``data.source`` and
                  or "float16" for mixed precision, "" or absent: the parameters' dtype,
                  dropout = 0.2 or one rate per hidden layer; an activation (or list entry),
                  output_activation or cost may be a user piece, "module:attribute")
-    [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make)
+    [optimizer]  name = "adam"   learning_rate = 1e-3   (+ any option of funcbp.optim.make;
+                 none for the full-batch solvers "lbfgs", "levenberg_marquardt", "newton_cg")
     [train]      epochs = 10   batch_size = 64 (or "full")   seed = 0
                  engine = "backprop", "autodiff" or a learning rule of funcbp.rules.NAMES
                  patience = 0 (off)   dtype = "float32"
@@ -49,7 +50,7 @@ from typing import Any
 
 from funcbp import optim, process_data, rules
 from funcbp import train as _train
-from funcbp.cli import _bounds, _pieces, _weights
+from funcbp.cli import _bounds, _pieces, _toml, _weights
 from funcbp.errors import ConfigError
 from funcbp.mlp import MLP, PARAM_DTYPES
 
@@ -91,8 +92,15 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     name: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None  # a first-order optimizer's default: 1e-3
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def make(self):
+        """``funcbp.optim.make``'s optimizer (raises its ``ValueError``)."""
+        rate = self.learning_rate
+        if rate is None and self.name in optim.FIRST_ORDER_NAMES:
+            rate = optim.DEFAULT_LEARNING_RATE
+        return optim.make(self.name, rate, **self.options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +158,9 @@ class RunConfig:
         out["optimizer"] = {**out["optimizer"].pop("options"), **out["optimizer"]}
         out["rule"] = dict(out["rule"].pop("options"))
         return {
-            section: {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
+            section: {
+                k: list(v) if isinstance(v, tuple) else v for k, v in table.items() if v is not None
+            }  # TOML has no null: an unset key is left out
             for section, table in out.items()
         }
 
@@ -324,7 +334,7 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(f"data.teacher_sizes: expected 2+ widths, got {list(d.teacher_sizes)}")
     m.build(*_STAND_IN_WIDTHS)  # MLP validates now; the data decide the widths later
     try:
-        optim.make(o.name, o.learning_rate, **o.options)
+        o.make()
     except ValueError as err:
         raise ConfigError(f"optimizer: {err}") from None
     if isinstance(t.batch_size, str) and t.batch_size != "full":
@@ -377,21 +387,4 @@ def _one_of(key: str, value: str, valid: Sequence[str]) -> None:
 
 def dumps(config: RunConfig) -> str:
     """The config as TOML text (what ``load`` reads back to an equal config)."""
-    lines = []
-    for section, table in config.to_dict().items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    return repr(value)
+    return _toml.text(config.to_dict())

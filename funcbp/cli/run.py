@@ -38,7 +38,7 @@ from funcbp import data as _data
 from funcbp import diagnostics, optim, process_data, sharding
 from funcbp._jax import atomic
 from funcbp._jax.compile_clock import CompileClock
-from funcbp.cli import _bounds, _rundir, _summary, _weights, display, plots
+from funcbp.cli import _bounds, _rundir, _solver, _summary, _weights, display, plots
 from funcbp.cli import config as _config
 from funcbp.cli._sigint import deferred_sigint
 from funcbp.errors import ConfigError
@@ -69,7 +69,7 @@ class Prepared(NamedTuple):
     """Everything a run needs before anything is compiled."""
 
     net: MLP
-    optimizer: optax.GradientTransformation
+    optimizer: optax.GradientTransformation | optim.Solver
     splits: _data.Splits  # this process's own parts when data.source names {process}
     standardizer: _data.Standardizer | None  # the training split's; None: not standardised
 
@@ -120,7 +120,9 @@ def prepare(config: _config.RunConfig) -> Prepared:
     for part in splits:
         if part is not None:
             _data.check_fits(part, net)
-    return Prepared(net, optim.make(o.name, o.learning_rate, **o.options), splits, stats)
+    optimizer = o.make()
+    _solver.check(config, net, optimizer)
+    return Prepared(net, optimizer, splits, stats)
 
 
 def check_rule(engine, net: MLP, key: str) -> None:
@@ -290,6 +292,7 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     summary = _summary.summarize(net, state, columns, parts, progress)
     summary["versions"] = _summary.versions()
     summary["warnings"] = diagnostics.findings(columns, net)
+    _solver.add_stop(summary, optimizer, state, int(progress.epoch))
     weighted = _weights.describe(splits, config.data.sample_weight, t.class_weight)
     if weighted:  # which losses are weighted means, and by what
         summary["weighted_loss"] = weighted

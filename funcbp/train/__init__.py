@@ -14,7 +14,8 @@
 
 from funcbp.train._data import eval_sets_on_devices, inputs_in_dtype, weights_in_dtype
 from funcbp.train._engine import ENGINES, rule_of
-from funcbp.train._fit import Block, TrainingDiverged, fit, fit_blocks, lower_block
+from funcbp.train._fit import Block, SolverWarning, TrainingDiverged, fit, fit_blocks, lower_block
+from funcbp.train._full_batch import check_solver_run
 from funcbp.train._memory import rule_state_shapes
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
@@ -33,8 +34,10 @@ __all__ = [
     "Block",
     "FitOptions",
     "Progress",
+    "SolverWarning",
     "TrainState",
     "TrainingDiverged",
+    "check_solver_run",
     "eval_sets_on_devices",
     "evaluate",
     "evaluate_sets",

@@ -16,9 +16,11 @@ import optax
 from jax.sharding import Mesh
 
 from funcbp import diagnostics as _diagnostics
+from funcbp import optim
 from funcbp._jax.caches import bounded_cache
 from funcbp._jax.shared_program import SharedProgram
 from funcbp.mlp import MLP
+from funcbp.train._full_batch import make_solver_epoch
 from funcbp.train._options import FitOptions
 from funcbp.train._step import evaluate_sets, make_epoch
 
@@ -65,9 +67,13 @@ def block_program(
 @bounded_cache(maxsize=32)
 def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples) -> SharedProgram:
     per_call, patience = options.epochs_per_call, options.patience
-    epoch_fn = make_epoch(net, optimizer, batch_size=options.batch_size, engine=options.engine,
-                          diagnostics_every=options.diagnostics_every, mesh=mesh,
-                          samples=samples)  # fmt: skip
+    solver = optim.is_solver(optimizer)
+    if solver:  # its aux: the iteration's counts, columns as they are
+        epoch_fn = make_solver_epoch(net, optimizer, options.engine, mesh, samples)
+    else:
+        epoch_fn = make_epoch(net, optimizer, batch_size=options.batch_size, engine=options.engine,
+                              diagnostics_every=options.diagnostics_every, mesh=mesh,
+                              samples=samples)  # fmt: skip
     monitor = f"{eval_rows[0][0]}_loss" if eval_rows else None
 
     def one_epoch(state, progress, x, y, w, eval_data):
@@ -82,10 +88,14 @@ def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples
         nonfinite_step = jnp.where(
             finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
         )
-        metrics = {"train_loss": jnp.mean(losses), **_diagnostics.epoch_summary(aux)}
+        summary = {k: v for k, v in aux.items() if k != "loss"} if solver else (
+            _diagnostics.epoch_summary(aux))  # fmt: skip
+        metrics = {"train_loss": jnp.mean(losses), **summary}
         for name, values in evaluate_sets(net, state.params, eval_rows, eval_data).items():
             metrics.update({f"{name}_{metric}": value for metric, value in values.items()})
         stopped = nonfinite_step > 0
+        if solver:  # converged, or failed with the best parameters kept
+            stopped |= state.opt_state.stop > 0
         if patience is not None:
             score = metrics[monitor].astype(progress.best.dtype)
             better = score < progress.best

@@ -20,8 +20,8 @@ import optax
 from jax.sharding import Mesh
 
 from funcbp import diagnostics as _diagnostics
+from funcbp import optim, sharding
 from funcbp import rules as _rules
-from funcbp import sharding
 from funcbp._jax.memory import refuse_unless_fits
 from funcbp._jax.options import with_overrides
 from funcbp.backprop import BACKPROP
@@ -30,6 +30,7 @@ from funcbp.train import _memory
 from funcbp.train._block import block_program
 from funcbp.train._data import checked_arrays, eval_sets_on_devices, placed
 from funcbp.train._engine import rule_of
+from funcbp.train._full_batch import check_solver_run
 from funcbp.train._options import FitOptions
 from funcbp.train._step import (
     MAX_COUNT,
@@ -51,6 +52,8 @@ class Block(NamedTuple):
     progress: Progress
     columns: dict[str, list]  # per epoch run: epoch, train_loss, <eval>_<metric>, ...
     diverged: tuple[int, int, str] | None  # TrainingDiverged's (epoch, step, what)
+    # A full-batch solver that stopped in this block: (epoch, reason, what happened, failure)
+    solver_stop: tuple[int, str, str, bool] | None = None
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -59,6 +62,11 @@ class Block(NamedTuple):
         return [
             dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
         ]
+
+
+class SolverWarning(UserWarning):
+    """A full-batch solver stopped without a step that lowers the loss (its parameters
+    are the best it found)."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -83,7 +91,7 @@ class TrainingDiverged(FloatingPointError):
 
 def fit(
     net: MLP,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | optim.Solver,
     train,
     options: FitOptions | None = None,
     *,
@@ -97,7 +105,8 @@ def fit(
 
     Args:
       net: the network spec.
-      optimizer: any optax ``GradientTransformation`` (see ``funcbp.optim``).
+      optimizer: any optax ``GradientTransformation``, or a full-batch solver
+        (``funcbp.optim.make("lbfgs")``, ...: ``batch_size=None``, one iteration an epoch).
       train: a ``funcbp.data.Dataset`` (weighted when its ``sample_weight`` is set),
         an ``(x, y)`` pair or an ``(x, y, sample_weight)`` triple.
       options: how to train (``FitOptions``: epochs, batch_size, engine, patience,
@@ -118,7 +127,10 @@ def fit(
       and ``{"epoch": [...], "train_loss": [...], "<eval>_loss": [...],
       "<eval>_accuracy": [...]}``; with ``diagnostics_every``, the mean of each
       statistic over an epoch's sampled steps too, and ``DiagnosticWarning``s when
-      they show a known failure.
+      they show a known failure. With a solver, its per-iteration counts
+      (``function_evaluations``, ``gradient_evaluations``, ...) and, once it stops,
+      ``"stop_reason"`` (a name of ``funcbp.optim.STOP_REASONS``); a ``SolverWarning``
+      when it stopped for want of a step that lowers the loss.
 
     Raises:
       TrainingDiverged: a training loss was NaN or infinite (training stops there).
@@ -136,6 +148,9 @@ def fit(
         if block.diverged:
             _warn_findings(history, net)  # exploding gradients, say, before the NaN
             raise TrainingDiverged(*block.diverged, history)
+        if block.solver_stop:
+            history["stop_reason"] = block.solver_stop[1]
+            _warn_solver_stop(optimizer, *block.solver_stop)
         if callback is not None:
             callback(history)
         state, progress = block.state, block.progress
@@ -148,7 +163,7 @@ def fit(
 
 def fit_blocks(
     net: MLP,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | optim.Solver,
     train,
     options: FitOptions | None = None,
     *,
@@ -177,7 +192,7 @@ def fit_blocks(
 
 def lower_block(
     net: MLP,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | optim.Solver,
     train,
     options: FitOptions | None = None,
     *,
@@ -200,6 +215,7 @@ class _Run(NamedTuple):
     """A checked, placed run: the compiled block and what it is called with."""
 
     program: Callable
+    optimizer: optax.GradientTransformation | optim.Solver
     mesh: Mesh | None
     state: TrainState
     progress: Progress
@@ -221,6 +237,8 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
                    for name, dataset in (eval or {}).items()}  # fmt: skip
     batch_size = options.batch_size
     check_batch_size(batch_size, len(x))
+    if optim.is_solver(optimizer):
+        check_solver_run(net, optimizer, batch_size, options.engine, options.diagnostics_every)
     steps = options.epochs * (len(x) // batch_size if batch_size else 1)
     if steps > MAX_COUNT:  # TrainState.step is an int32
         raise ValueError(
@@ -261,12 +279,12 @@ def _prepare(net, optimizer, train, options: FitOptions, eval, key, state, progr
     # The training rows split over the devices (padded to divide), as the evaluation sets.
     xs, ys, ws = placed((x, y, w), dtype, mesh)
     limit = jnp.asarray(options.epochs, jnp.int32)
-    return _Run(program, mesh, state, progress, limit, (xs, ys, ws, device_eval))
+    return _Run(program, optimizer, mesh, state, progress, limit, (xs, ys, ws, device_eval))
 
 
 def check_state(
     net: MLP,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | optim.Solver,
     state: TrainState,
     rule: _rules.Rule = BACKPROP,
 ) -> None:
@@ -347,13 +365,24 @@ def _blocks(run: _Run) -> Iterator[Block]:
             diverged = (done + ran, int(nonfinite_step), "loss")
         elif not params_finite:  # the block's last update
             diverged = (done + ran, int(state.step), "parameters")
-        yield Block(state, progress, columns, diverged)
+        stop = None
+        if optim.is_solver(run.optimizer) and not diverged:
+            reason = optim.stop_reason(state.opt_state)
+            stop = None if reason is None else (done + ran, *reason)
+        yield Block(state, progress, columns, diverged, stop)
         if diverged:
             return
 
 
 # Metrics as records hold Python float (not float32), int and bool values.
 _PLAIN = {"f": np.float64, "i": np.int64, "b": np.bool_}
+
+
+def _warn_solver_stop(solver, epoch: int, reason: str, what: str, failure: bool) -> None:
+    if failure:
+        message = (f"optimizer {solver.name!r} stopped at iteration {epoch} ({reason}): {what}; "
+                   "the parameters are the best it found")  # fmt: skip
+        warnings.warn(message, SolverWarning, stacklevel=3)
 
 
 def _warn_findings(history: dict[str, list], net: MLP) -> None:

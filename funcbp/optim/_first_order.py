@@ -1,7 +1,7 @@
-"""Optimizers by name: config -> one optax ``GradientTransformation``.
+"""First-order optimizers by name: one optax ``GradientTransformation`` each.
 
-``make(name, learning_rate, **options)`` builds one of ``NAMES`` and chains, in
-this order, what the options ask for::
+``transformation(name, learning_rate, **options)`` builds one of ``FIRST_ORDER_NAMES``
+and chains, in this order, what the options ask for::
 
     clip(clip_value) -> clip_by_global_norm(clip_norm) -> add_decayed_weights(weight_decay)
     -> optimizer (its learning rate a constant or ``schedule(...)``)
@@ -10,16 +10,13 @@ this order, what the options ask for::
 optimizer but ``adamw``, which decays decoupled as ``optax.adamw`` does (and by
 default as much: 1e-4; the others' default is 0). It
 decays every leaf, biases included; pass ``params`` to ``update`` when it is set.
-``from_config`` takes the same keys as one plain dict. Every name and value is
-checked in Python, before anything is traced, and a bad one raises
-``ValueError`` naming the key and what is valid.
+Every name and value is checked in Python, before anything is traced, and a bad
+one raises ``ValueError`` naming the key and what is valid.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -27,53 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-class _Rule(NamedTuple):
-    kind: type
-    ok: Callable[[Any], bool]
-    valid: str
-
-
-_FRACTION = _Rule(numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")
-_NON_NEGATIVE = _Rule(numbers.Real, lambda v: 0 <= v < math.inf, "a finite number >= 0")
-_POSITIVE = _Rule(numbers.Real, lambda v: 0 < v < math.inf, "a finite number > 0")
-_STEPS = _Rule(numbers.Integral, lambda v: v > 0, "a positive integer")
-
-_RULES: dict[str, _Rule] = {
-    **dict.fromkeys(("learning_rate", "weight_decay", "eps", "min_step_size"), _NON_NEGATIVE),
-    **dict.fromkeys(("clip_value", "clip_norm", "max_step_size"), _POSITIVE),
-    **dict.fromkeys(("momentum", "b1", "b2", "decay"), _FRACTION),
-    **dict.fromkeys(("every", "decay_steps", "warmup_steps"), _STEPS),
-    "eta_minus": _Rule(numbers.Real, lambda v: 0 < v < 1, "a number in (0, 1)"),
-    "eta_plus": _Rule(numbers.Real, lambda v: 1 < v < math.inf, "a finite number > 1"),
-    "gamma": _Rule(numbers.Real, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "alpha": _Rule(numbers.Real, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-}
-
-
-def _check(key: str, value: Any) -> None:
-    kind, ok, valid = _RULES[key]
-    # bool is an Integral; NaN fails every comparison in `ok`.
-    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
-        raise ValueError(f"{key} must be {valid}, got {value!r}")
-
-
-def _options(
-    what: str, defaults: Mapping[str, Any], given: Mapping[str, Any], common: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """``defaults`` updated by ``given``; unknown, missing (``None`` default) or bad keys raise."""
-    for key in given:
-        if key not in defaults:
-            valid = ", ".join((*defaults, *common)) or "none"
-            raise ValueError(f"unknown option {key!r} for {what}; valid options: {valid}")
-    for key, default in defaults.items():
-        if default is None and key not in given:
-            raise ValueError(f"{what} needs option {key!r}")
-    options = {**defaults, **given}
-    for key, value in options.items():
-        _check(key, value)
-    return options
-
+from funcbp.optim._checks import check as _check
+from funcbp.optim._checks import options as _options
 
 # --- rprop -------------------------------------------------------------------
 
@@ -224,21 +176,19 @@ _OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[s
     "rprop": (rprop, _RPROP_DEFAULTS),
 }
 
-NAMES: tuple[str, ...] = tuple(_OPTIMIZERS)
+FIRST_ORDER_NAMES: tuple[str, ...] = tuple(_OPTIMIZERS)
 COMMON_OPTIONS: tuple[str, ...] = ("schedule", "clip_value", "clip_norm", "weight_decay")
 
 
-def options_of(name: str) -> dict[str, Any]:
+def first_order_options(name: str) -> dict[str, Any]:
     """Optimizer ``name``'s own options with their defaults (``COMMON_OPTIONS`` besides)."""
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(NAMES)}")
     return dict(_OPTIMIZERS[name][1])
 
 
 ADAMW_WEIGHT_DECAY = 1e-4  # optax.adamw's default: adamw without decay would be adam
 
 
-def make(
+def transformation(
     name: str,
     learning_rate: float,
     *,
@@ -248,7 +198,8 @@ def make(
     weight_decay: float | None = None,
     **options: Any,
 ) -> optax.GradientTransformation:
-    """Returns optimizer ``name`` (one of ``NAMES``), chained with clipping and weight decay.
+    """Returns optimizer ``name`` (one of ``FIRST_ORDER_NAMES``), chained with clipping and
+    weight decay.
 
     Options beside the common ones, with their defaults: ``momentum``/``nesterov``:
     ``momentum=0.9``; ``adam``/``adamw``: ``b1=0.9, b2=0.999, eps=1e-8``;
@@ -266,10 +217,8 @@ def make(
       **options: the optimizer's own options.
 
     Raises:
-      ValueError: unknown name or option, or a bad value; the message names it.
+      ValueError: an unknown option, or a bad value; the message names it.
     """
-    if not isinstance(name, str) or name not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(NAMES)}")
     build, defaults = _OPTIMIZERS[name]
     _check("learning_rate", learning_rate)
     opts = _options(f"optimizer {name!r}", defaults, options, COMMON_OPTIONS)
@@ -310,21 +259,3 @@ def _schedule_from(config: str | Mapping[str, Any], learning_rate: float) -> opt
             "schedule: takes no 'learning_rate'; the optimizer's learning_rate is its initial value"
         )
     return schedule(options.pop("name"), learning_rate, **options)
-
-
-def from_config(config: Mapping[str, Any]) -> optax.GradientTransformation:
-    """``make`` from one dict: ``{"name": ..., "learning_rate": ..., **options}``.
-
-    Example: ``{"name": "adam", "learning_rate": 1e-3, "clip_norm": 1.0,
-    "schedule": {"name": "cosine", "decay_steps": 10_000}}``.
-
-    Raises:
-      ValueError: a required key is missing, or as :func:`make`.
-    """
-    if not isinstance(config, Mapping):
-        raise ValueError(f"optimizer config must be a mapping, got {type(config).__name__}")
-    options = dict(config)
-    for key in ("name", "learning_rate"):
-        if key not in options:
-            raise ValueError(f"optimizer config needs key {key!r}; it has {sorted(options)}")
-    return make(options.pop("name"), options.pop("learning_rate"), **options)
