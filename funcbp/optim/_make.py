@@ -62,7 +62,7 @@ def make(
     * ``levenberg_marquardt``: ``damping=1e-3`` (trainlm's ``mu``),
       ``damping_decrease=0.1``, ``damping_increase=10``, ``max_damping=1e10``,
       ``solve="auto"`` (``"dense"`` or ``"cg"``), ``cg_iterations=100``;
-    * ``newton_cg``: ``curvature="gauss_newton"`` (or ``"hessian"``), ``damping=1.0``,
+    * ``newton_cg``: ``curvature="gauss_newton"`` (or ``"hessian"``), ``damping=1e-3``,
       ``max_damping=1e10``, ``cg_iterations=50``, ``warm_start=0.95``.
 
     Raises:

@@ -33,7 +33,7 @@ from funcbp.optim._levenberg_marquardt import check_cost
 
 DEFAULTS = {
     "curvature": "gauss_newton",
-    "damping": 1.0,
+    "damping": 1e-3,
     "max_damping": 1e10,
     "cg_iterations": 50,
     "warm_start": 0.95,
