@@ -36,7 +36,8 @@ def keys() -> dict[str, dict[str, str]]:
         if cls is config.OptimizerConfig:
             table |= {f"{option} ({name})": _toml(default) for name in optim.NAMES
                       for option, default in optim.options_of(name).items()}  # fmt: skip
-            table |= {f"{option} (any optimizer)": "unset" for option in optim.COMMON_OPTIONS}
+            table |= {f"{option} (any first-order optimizer)": "unset"
+                      for option in optim.COMMON_OPTIONS}  # fmt: skip
         out[section] = table
     return out
 
@@ -50,7 +51,9 @@ def run_file_reference() -> str:
         "default; generated from `funcbp/cli/config.py`, `funcbp.MLP`, `funcbp.optim` and",
         "`funcbp.rules` (`docs/hooks.py`), so it lists what the code accepts. Only",
         "`data.source` and `model.hidden` are required. `[optimizer]` takes the options",
-        "of the optimizer it names, `[rule]` those of the rule `train.engine` names.",
+        "of the optimizer it names, `[rule]` those of the rule `train.engine` names;",
+        "`optimizer.learning_rate` unset is 1e-3 for a first-order optimizer, and a",
+        "full-batch solver (`lbfgs`, `levenberg_marquardt`, `newton_cg`) takes none.",
         "",
     ]
     hints = {cls: typing.get_type_hints(cls) for cls in config.SECTIONS.values()}

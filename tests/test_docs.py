@@ -83,7 +83,7 @@ def test_the_run_file_reference_is_current_and_every_key_it_lists_is_accepted():
     for section, table in hooks.keys().items():
         for key, default in table.items():
             name, _, owner = key.partition(" (")
-            if default in ("required", "unset") or owner == "any optimizer)":
+            if default in ("required", "unset") or owner == "any first-order optimizer)":
                 continue
             raw = {s: dict(t) for s, t in base.items()}
             raw.setdefault(section, {})[name] = tomllib.loads(f"v = {default}")["v"]

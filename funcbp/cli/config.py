@@ -95,12 +95,16 @@ class OptimizerConfig:
     learning_rate: float | None = None  # a first-order optimizer's default: 1e-3
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
+    @property
+    def rate(self) -> float | None:
+        """The learning rate the optimizer gets: a first-order one's default is 1e-3."""
+        if self.learning_rate is None and self.name in optim.FIRST_ORDER_NAMES:
+            return optim.DEFAULT_LEARNING_RATE
+        return self.learning_rate
+
     def make(self):
         """``funcbp.optim.make``'s optimizer (raises its ``ValueError``)."""
-        rate = self.learning_rate
-        if rate is None and self.name in optim.FIRST_ORDER_NAMES:
-            rate = optim.DEFAULT_LEARNING_RATE
-        return optim.make(self.name, rate, **self.options)
+        return optim.make(self.name, self.rate, **self.options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -376,7 +376,7 @@ def _checkpoint_meta(config: _config.RunConfig, net: MLP) -> dict[str, Any]:
     o = config.optimizer
     return {
         "net": net,  # save_checkpoint writes its spec (user pieces by name)
-        "optimizer": {"name": o.name, "learning_rate": o.learning_rate, "options": dict(o.options)},
+        "optimizer": {"name": o.name, "learning_rate": o.rate, "options": dict(o.options)},
         "patience": config.train.patience or None,
         "rule": rule_of(config.engine()).name,  # the state's rule ("backprop": none)
         "config": config.to_dict(),
