@@ -155,6 +155,7 @@ LAYERS = [
     {"funcbp.checkpoint", "funcbp.testing"},
     {"funcbp.predict", "funcbp.export"},
     {"funcbp", "funcbp.cli", "funcbp.__main__"},
+    {"funcbp.sklearn"},  # the scikit-learn front end (an optional extra): nothing imports it
 ]
 
 
@@ -195,3 +196,5 @@ def test_modules_import_only_from_their_layer_or_below(path):
         )
         if unit == "funcbp.cli":
             assert _unit(module) in ("funcbp.cli", "funcbp.__main__"), f"{module} imports the CLI"
+        if unit == "funcbp.sklearn":
+            assert _unit(module) == unit, f"{module} imports funcbp.sklearn"
