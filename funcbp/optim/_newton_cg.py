@@ -13,9 +13,11 @@ from the previous iteration's step times ``warm_start`` (0.95), runs at most
 (the forcing sequence of Nocedal and Wright, 7.1) and at a direction of negative
 curvature (then ``d = -g / lambda`` if it had not moved). The damping adapts by the
 reduction ratio ``rho = (L(theta + d) - L(theta)) / q(d)``: times 2/3 where ``rho > 3/4``,
-3/2 where ``rho < 1/4`` (Martens' rule). A step that does not lower the loss is not
-taken (and the warm start is dropped); past ``max_damping`` the solver stops
-(``"damping"``). Martens' CG backtracking and preconditioning are not done.
+3/2 where ``rho < 1/4`` (Martens' rule). The step taken is ``alpha d``, ``alpha`` the
+first of ``1, 0.8, 0.8^2, ...`` (at most 20 shrinks) with Armijo's sufficient decrease
+``L(theta + alpha d) <= L(theta) + 0.01 alpha g^T d`` (Martens' line search); with none,
+no step is taken (and the warm start is dropped), and past ``max_damping`` the solver
+stops (``"damping"``). Martens' CG backtracking and preconditioning are not done.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DEFAULTS = {
     "cg_iterations": 50,
     "warm_start": 0.95,
 }
+_BACKTRACKS = 20  # Martens' line search: at most 20 shrinks by 0.8 (to 0.8^20 ~ 0.012)
 
 
 class NewtonCGState(NamedTuple):
@@ -71,22 +74,37 @@ def newton_cg(options: dict) -> Solver:
                                    options["cg_iterations"], rtol)  # fmt: skip
         stuck = found.negative_curvature & jnp.all(found.x == 0)
         step = jnp.where(stuck, -g / lam, found.x)
-        model = g @ step + 0.5 * step @ curvature(step)  # q(d), undamped
-        new_loss = objective.value(unravel(theta + step))
-        better = jnp.isfinite(new_loss) & (new_loss < loss)
-        rho = jnp.where(better, (new_loss - loss) / jnp.where(model < 0, model, -1.0), 0.0)
-        rho = jnp.where(better & (model >= 0), 1.0, rho)  # a gain the model did not predict
+        step = jnp.where(g @ step < 0, step, -g / lam)  # CG from a warm start: not always descent
+        slope = g @ step
+        model = slope + 0.5 * step @ curvature(step)  # q(d), undamped
+
+        def value_at(alpha):
+            return objective.value(unravel(theta + alpha * step))
+
+        def sufficient(alpha, value):  # Armijo's condition, Martens' c = 1e-2
+            return jnp.isfinite(value) & (value <= loss + 1e-2 * alpha * slope)
+
+        full = value_at(1.0)
+        rho = jnp.where(jnp.isfinite(full) & (model < 0), (full - loss) / model, 0.0)
         lam = jnp.where(rho > 0.75, lam * (2 / 3), jnp.where(rho < 0.25, lam * 1.5, lam))
+        # Backtracking along d (Martens' 4.6): alpha = 0.8^k until Armijo holds, k <= 20.
+        alpha, new_loss, backtracks = jax.lax.while_loop(
+            lambda c: ~sufficient(c[0], c[1]) & (c[2] < _BACKTRACKS),
+            lambda c: (c[0] * 0.8, value_at(c[0] * 0.8), c[2] + 1),
+            (jnp.ones((), theta.dtype), full, jnp.int32(0)),
+        )
+        better = sufficient(alpha, new_loss)
         info = {
-            "function_evaluations": jnp.int32(2),
+            "function_evaluations": 2 + backtracks,
             "gradient_evaluations": jnp.int32(1),
             "damping": lam,
             "cg_iterations": found.iterations,
             "reduction_ratio": rho,
+            "step_size": jnp.where(better, alpha, 0.0),
         }
         failed = ~better & (lam > options["max_damping"])
         state = NewtonCGState(lam.astype(inner.damping.dtype), jnp.where(better, step, 0.0))
-        params = unravel(jnp.where(better, theta + step, theta))
+        params = unravel(jnp.where(better, theta + alpha * step, theta))
         return params, state, Step(loss, jnp.where(better, new_loss, loss),
                                    jnp.max(jnp.abs(g)), better, failed, info)  # fmt: skip
 
