@@ -16,7 +16,7 @@ from sklearn.preprocessing import LabelBinarizer, StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import funcbp  # noqa: E402
-from funcbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from funcbp.sklearn import MLPClassifier, MLPRegressor, _training  # noqa: E402
 
 from ._xla_compiles import XlaCompiles  # noqa: E402
 
@@ -75,6 +75,23 @@ def test_partial_fit_equals_fit_for_sgd(momentum):
     np.testing.assert_allclose(partial.loss_curve_, fitted.loss_curve_, rtol=1e-12)
     np.testing.assert_allclose(partial.predict_proba(X), fitted.predict_proba(X), rtol=1e-10)
     assert partial.n_iter_ == 1 and partial.t_ == fitted.t_ == 20 * len(X)
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("learning_rate", ["constant", "adaptive"])
+def test_calls_of_several_epochs_train_as_one_epoch_at_a_time(learning_rate, monkeypatch):
+    # A stop, or an adaptive rate's fall, inside a call: the call is replayed up to it.
+    settings = dict(solver="sgd", learning_rate=learning_rate, learning_rate_init=0.05,
+                    n_iter_no_change=3, tol=1e-2, max_iter=60, random_state=0)  # fmt: skip
+    several = MLPClassifier((10,), **settings).fit(X, CLASSES)
+    monkeypatch.setattr(_training, "MAX_EPOCHS_PER_CALL", 1)
+    one = MLPClassifier((10,), **settings).fit(X, CLASSES)
+    assert several.n_iter_ == one.n_iter_ and several.loss_curve_ == one.loss_curve_
+    for a, b in zip(several.coefs_, one.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    rates = [float(net._state.opt_state.hyperparams["learning_rate"]) for net in (several, one)]
+    assert rates[0] == rates[1]
+    assert one.n_iter_ < 60 if learning_rate == "constant" else rates[0] < 0.05 / 5
 
 
 @no_convergence_warning
@@ -204,8 +221,8 @@ def test_works_in_a_pipeline_and_cross_val_score():
 def test_verbose_output_shows_the_compile_time(capsys):
     MLPClassifier((10,), max_iter=2, verbose=True, random_state=0).fit(X, CLASSES)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("Iteration 1, loss = ")
-    assert out[1].startswith("Compile time: ") and out[1].endswith(" s")
+    assert out[0].startswith("Compile time: ") and out[0].endswith(" s")
+    assert out[1].startswith("Iteration 1, loss = ")
 
 
 @pytest.mark.parametrize(

@@ -125,8 +125,8 @@ class BaseMLP(BaseEstimator):
         """The network, solver, data and options of training on ``x``, ``Y`` (0/1 or real
         columns ``[n, n_outputs]``) weighted by ``w``."""
         x, Y, w, mean_weight = _weighted_rows(x, Y, w)
-        n = len(x)
-        batch = n if self.solver == "lbfgs" else self._batch_size(n)
+        n, lbfgs = len(x), self.solver == "lbfgs"
+        batch = n if lbfgs else self._batch_size(n)
         if not self.shuffle and batch < n:
             raise ValueError("shuffle=False: funcbp draws a new order of the rows for every "
                              "epoch of mini-batches; use shuffle=True, or a batch_size of at "
@@ -139,10 +139,10 @@ class BaseMLP(BaseEstimator):
             batch_size=None if batch == n else batch,
             engine=self.engine,
             dtype=self.dtype,
-            epochs_per_call=self.max_iter if self.solver == "lbfgs" else 1,
+            epochs_per_call=self.max_iter if lbfgs else _training.epochs_per_call(self, n),
             devices=None if self.devices is None else tuple(self.devices),
         )
-        if self.solver == "lbfgs":
+        if lbfgs:
             solver = _solvers.lbfgs(self.tol, self.max_fun)
         else:
             solver = _solvers.stochastic(self.solver, self.nesterovs_momentum, self.dtype)

@@ -1,7 +1,7 @@
 """scikit-learn's training loops on funcbp's compiled epochs.
 
-A stochastic solver runs ``funcbp.fit_blocks`` one epoch per compiled call; after each
-epoch, on the host, the estimator does what scikit-learn's ``_fit_stochastic`` does::
+A stochastic solver runs ``funcbp.fit_blocks``; after each epoch, on the host, the
+estimator does what scikit-learn's ``_fit_stochastic`` does::
 
     n_iter_ += 1; t_ += n_samples; loss_curve_.append(loss_)
     no improvement: loss_ > best_loss_ - tol   (early stopping: validation score
@@ -11,8 +11,14 @@ epoch, on the host, the estimator does what scikit-learn's ``_fit_stochastic`` d
                     learning rate by 5, stopping once it is at most 1e-6
     n_iter_ == max_iter: ConvergenceWarning
 
-A new learning rate is set in the optimizer state between two calls. L-BFGS runs its
-iterations as one compiled block and stops by itself (``funcbp.optim``'s stop reasons).
+One compiled call runs several epochs where the rule needs only their losses (up to
+``MAX_EPOCHS_PER_CALL``, about ``ROWS_PER_CALL`` rows' worth: few host round trips for
+small data, little work beyond a stop for large). When the rule stops, or changes the
+learning rate, inside a call, the call is run again from the state before it for just
+those epochs (the same program on the same state gives the same epochs), so the
+result is the one epoch-by-epoch training gives. A new learning rate is set in the
+optimizer state between two calls. L-BFGS runs its iterations as one compiled block
+and stops by itself (``funcbp.optim``'s stop reasons).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from funcbp.train import FitOptions, TrainState, evaluate, fit_blocks
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
               "values and need to be preprocessed.")  # fmt: skip
 SMALLEST_ADAPTIVE_RATE = 1e-6  # scikit-learn's: an adaptive learning rate this low stops
+MAX_EPOCHS_PER_CALL = 10
+ROWS_PER_CALL = 10_000
 
 
 class Run(NamedTuple):
@@ -40,6 +48,14 @@ class Run(NamedTuple):
     solver: Any  # an optax transformation (sgd, adam) or a funcbp.optim.Solver (lbfgs)
     data: tuple  # (x [n, n_features], y, sample_weight [n] or None), in the training dtype
     options: FitOptions
+
+
+def epochs_per_call(est, rows: int) -> int:
+    """Epochs of ``rows`` rows that one compiled call runs: 1 where the rule acts on every
+    epoch's state (early stopping's score, invscaling's learning rate)."""
+    if est.early_stopping or est.learning_rate == "invscaling":
+        return 1
+    return max(1, min(MAX_EPOCHS_PER_CALL, ROWS_PER_CALL // rows))
 
 
 def train_stochastic(
@@ -53,24 +69,21 @@ def train_stochastic(
     net, solver, data, options = run
     est.n_iter_ = 0
     while est.n_iter_ < options.epochs:
-        epochs = fit_blocks(net, solver, data, options, state=state,
-                            epochs=options.epochs - est.n_iter_)  # fmt: skip
-        for block in epochs:
+        start = state
+        calls = fit_blocks(net, solver, data, options, state=start,
+                           epochs=options.epochs - est.n_iter_)  # fmt: skip
+        for block in calls:
             if block.diverged:
                 raise ValueError(NON_FINITE)
-            state = block.state
-            _record(est, block.columns["train_loss"][0], len(data[0]), clock)
-            if score is None:
-                _count_training_loss(est)
-            elif _validated(est, score(state.params)):
-                est._best_params = state.params
-            rate = now = learning_rate(state)
-            if est.learning_rate == "invscaling":
-                rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
-            if est._no_improvement_count > est.n_iter_no_change:
-                rate = _stop_or_slow_down(est, rate, score is not None)
-                if rate is None:
-                    return _finished(est, state)
+            _print_compile_time(est, clock)
+            losses, now = block.columns["train_loss"], learning_rate(block.state)
+            for ran, loss in enumerate(losses, 1):  # noqa: B007 (ran: the epochs recorded)
+                rate = _after_epoch(est, loss, len(data[0]), now, score, block.state.params)
+                if rate != now:
+                    break
+            state = start = block.state if ran == len(losses) else _replayed(run, start, ran)
+            if rate is None:
+                return _finished(est, state)
             if est.n_iter_ == est.max_iter and not incremental:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
                               "and the optimization hasn't converged yet.", ConvergenceWarning,
@@ -81,15 +94,42 @@ def train_stochastic(
     return _finished(est, state)
 
 
-def _record(est, loss: float, samples: int, clock: CompileClock) -> None:
+def _replayed(run: Run, start: TrainState, epochs: int) -> TrainState:
+    """The state ``epochs`` epochs after ``start``, by the same compiled call again."""
+    block = next(iter(fit_blocks(*run, state=start, epochs=epochs)))
+    return block.state
+
+
+def _after_epoch(est, loss: float, samples: int, now: float, score, params) -> float | None:
+    """Records an epoch (its ``loss``, and with ``score`` the validation score of its
+    ``params``); the learning rate to train on (``now``: the current one), ``None`` to stop."""
+    _record(est, loss, samples)
+    if score is None:
+        _count_training_loss(est)
+    elif _validated(est, score(params)):
+        est._best_params = params
+    rate = now
+    if est.learning_rate == "invscaling":
+        rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+    if est._no_improvement_count > est.n_iter_no_change:
+        rate = _stop_or_slow_down(est, rate, score is not None)
+    return rate
+
+
+def _record(est, loss: float, samples: int) -> None:
     est.n_iter_ += 1
     est.t_ += samples
     est.loss_ = loss
     est.loss_curve_.append(loss)
     if est.verbose:
         print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
-        if est.n_iter_ == 1:
-            print(f"Compile time: {clock.seconds:.2f} s")
+
+
+def _print_compile_time(est, clock: CompileClock) -> None:
+    """Before a fit's first epoch (``verbose``): the seconds compiling took (0 when every
+    program was compiled already)."""
+    if est.verbose and est.n_iter_ == 0:
+        print(f"Compile time: {clock.seconds:.2f} s")
 
 
 def _count_training_loss(est) -> None:
@@ -155,9 +195,9 @@ def train_lbfgs(est, run: Run, state: TrainState, clock: CompileClock) -> TrainS
     est.n_iter_, est.loss_curve_ = len(losses), losses
     est.loss_ = float(evaluate(net, state.params, *data)["loss"])
     if est.verbose:
+        print(f"Compile time: {clock.seconds:.2f} s")
         for i, loss in enumerate(losses, 1):
             print(f"Iteration {i}, loss = {loss:.8f}")
-        print(f"Compile time: {clock.seconds:.2f} s")
     if stop is None or stop[1] == "evaluations" or stop[3]:
         what = "max_iter iterations run" if stop is None else stop[2]
         warnings.warn(f"lbfgs failed to converge after {est.n_iter_} iteration(s): {what}. "
