@@ -107,7 +107,7 @@ def levenberg_marquardt(options: dict) -> Solver:
                     product = objective.gauss_newton_product(params, unravel(v))
                     return scale * ravel_pytree(product)[0] + mu * v
 
-                rtol = jnp.minimum(0.1, jnp.linalg.norm(rhs / scale))  # quadratic forcing
+                rtol = jnp.minimum(0.1, jnp.sqrt(jnp.linalg.norm(rhs / scale)))  # superlinear
                 found = conjugate_gradient(matvec, rhs, jnp.zeros_like(rhs),
                                            options["cg_iterations"], rtol)  # fmt: skip
                 return found.x, found.iterations
