@@ -29,18 +29,19 @@ checkpoint_every = 2
 """
 
 
-def test_levenberg_marquardt_trains_counts_and_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["levenberg_marquardt", "newton_cg", "lbfgs"])
+def test_a_solver_trains_counts_and_resumes_exactly(name, tmp_path, monkeypatch):
     path = tmp_path / "iris.toml"
-    path.write_text(IRIS)
+    path.write_text(IRIS.replace('"levenberg_marquardt"', f'"{name}"'))
     whole, out = tmp_path / "whole", tmp_path / "run"
     assert cli.main(["train", str(path), "--out", str(whole)]) == 0
     saved = tomllib.loads((whole / "config.toml").read_text())["optimizer"]
-    assert saved == {"tol": 0.0, "name": "levenberg_marquardt"}  # no learning_rate written
+    assert saved == {"tol": 0.0, "name": name}  # no learning_rate written
     records = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 7))
-    assert all(r["function_evaluations"] >= 2 and r["gradient_evaluations"] == 1 for r in records)
+    assert all(r["function_evaluations"] >= 1 and r["gradient_evaluations"] >= 1 for r in records)
     assert records[-1]["train_loss"] < records[0]["train_loss"]
-    # Killed at the epoch-4 checkpoint: --resume goes on from epoch 2's, damping and all.
+    # Killed at the epoch-4 checkpoint: --resume goes on from epoch 2's, solver state and all.
     with killed_at_save(monkeypatch, 3), pytest.raises(Killed):
         cli.main(["train", str(path), "--out", str(out)])
     assert cli.main(["train", "--resume", str(out)]) == 0
