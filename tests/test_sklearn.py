@@ -243,8 +243,11 @@ def test_a_bad_parameter_is_named_before_anything_is_compiled(settings, message)
     assert compiles.count == 0
 
 
-def test_partial_fit_is_not_offered_by_lbfgs():
-    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
+def test_lbfgs_stops_by_itself_and_offers_no_partial_fit():
+    net = MLPClassifier((10,), solver="lbfgs", random_state=0).fit(X, CLASSES)
+    assert net.n_iter_ == len(net.loss_curve_) < net.max_iter and net.score(X, CLASSES) == 1.0
+    assert net.loss_ < net.loss_curve_[-1] < net.loss_curve_[0]
+    assert not hasattr(net, "partial_fit")
 
 
 @no_convergence_warning

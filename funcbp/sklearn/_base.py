@@ -139,7 +139,7 @@ class BaseMLP(BaseEstimator):
             batch_size=None if batch == n else batch,
             engine=self.engine,
             dtype=self.dtype,
-            epochs_per_call=self.max_iter if lbfgs else _training.epochs_per_call(self, n),
+            epochs_per_call=_training.epochs_per_call(self, n),
             devices=None if self.devices is None else tuple(self.devices),
         )
         if lbfgs:

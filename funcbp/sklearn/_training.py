@@ -39,6 +39,7 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
 SMALLEST_ADAPTIVE_RATE = 1e-6  # scikit-learn's: an adaptive learning rate this low stops
 MAX_EPOCHS_PER_CALL = 10
 ROWS_PER_CALL = 10_000
+LBFGS_ITERATIONS_PER_CALL = 50  # it stops by itself inside a call; max_iter stays the host's
 
 
 class Run(NamedTuple):
@@ -51,8 +52,10 @@ class Run(NamedTuple):
 
 
 def epochs_per_call(est, rows: int) -> int:
-    """Epochs of ``rows`` rows that one compiled call runs: 1 where the rule acts on every
-    epoch's state (early stopping's score, invscaling's learning rate)."""
+    """Epochs of ``rows`` rows that one compiled call runs (L-BFGS: iterations): 1 where
+    the rule acts on every epoch's state (early stopping's score, invscaling's rate)."""
+    if est.solver == "lbfgs":
+        return LBFGS_ITERATIONS_PER_CALL
     if est.early_stopping or est.learning_rate == "invscaling":
         return 1
     return max(1, min(MAX_EPOCHS_PER_CALL, ROWS_PER_CALL // rows))
