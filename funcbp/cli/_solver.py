@@ -28,15 +28,13 @@ def check(config, net: MLP, optimizer) -> None:
         raise ConfigError(f"{_KEYS[setting]}: {what}") from None
 
 
-def add_stop(summary: dict[str, Any], optimizer, state, epoch: int) -> None:
+def add_stop(summary: dict[str, Any], optimizer, state) -> None:
     """Adds a stopped solver's ``"stop_reason"`` (from its ``TrainState``) to ``summary``,
-    and to its ``"warnings"`` the message of a failed one; nothing for a first-order
+    and to its ``"warnings"`` the warning of a failed one; nothing for a first-order
     optimizer or a solver that ran out of epochs."""
     stop = optim.stop_reason(state.opt_state) if optim.is_solver(optimizer) else None
     if stop is None:
         return
-    name, what, failed = stop
-    summary["stop_reason"] = name
-    if failed:
-        summary["warnings"].append(f"{optimizer.name} stopped at iteration {epoch}: {what}; "
-                                   "the parameters are the best it found")  # fmt: skip
+    summary["stop_reason"] = stop[0]
+    if message := optim.stop_warning(optimizer.name, state.opt_state):
+        summary["warnings"].append(message)

@@ -292,7 +292,7 @@ def _train(config, out: Path, restart: bool, claim, plotter: plots.Plotter, stre
     summary = _summary.summarize(net, state, columns, parts, progress)
     summary["versions"] = _summary.versions()
     summary["warnings"] = diagnostics.findings(columns, net)
-    _solver.add_stop(summary, optimizer, state, int(progress.epoch))
+    _solver.add_stop(summary, optimizer, state)
     weighted = _weights.describe(splits, config.data.sample_weight, t.class_weight)
     if weighted:  # which losses are weighted means, and by what
         summary["weighted_loss"] = weighted

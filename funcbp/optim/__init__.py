@@ -33,6 +33,7 @@ from funcbp.optim._full_batch import (
     is_solver,
     objective,
     stop_reason,
+    stop_warning,
 )
 from funcbp.optim._make import (
     DEFAULT_LEARNING_RATE,
@@ -64,5 +65,6 @@ __all__ = [
     "rprop",
     "schedule",
     "stop_reason",
+    "stop_warning",
     "transformation",
 ]

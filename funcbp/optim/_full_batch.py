@@ -204,3 +204,15 @@ def solver(
 def stop_reason(state: SolverState) -> tuple[str, str, bool] | None:
     """``(name, what happened, failure)`` of a stopped solver's state; ``None`` running."""
     return STOP_REASONS.get(int(state.stop))
+
+
+def stop_warning(name: str, state: SolverState) -> str | None:
+    """The warning of solver ``name`` stopped for want of a step that lowers the loss (a
+    failure of ``STOP_REASONS``), naming its last iteration; ``None`` otherwise."""
+    stop = stop_reason(state)
+    if stop is None or not stop[2]:
+        return None
+    return (
+        f"optimizer {name!r} stopped at iteration {int(state.iteration)} ({stop[0]}): "
+        f"{stop[1]}; the parameters are the best it found"
+    )

@@ -88,8 +88,7 @@ def _compile_block(net, optimizer, options: FitOptions, eval_rows, mesh, samples
         nonfinite_step = jnp.where(
             finite.all(), 0, steps_before + jnp.argmin(finite).astype(jnp.int32) + 1
         )
-        summary = {k: v for k, v in aux.items() if k != "loss"} if solver else (
-            _diagnostics.epoch_summary(aux))  # fmt: skip
+        summary = aux if solver else _diagnostics.epoch_summary(aux)
         metrics = {"train_loss": jnp.mean(losses), **summary}
         for name, values in evaluate_sets(net, state.params, eval_rows, eval_data).items():
             metrics.update({f"{name}_{metric}": value for metric, value in values.items()})

@@ -150,7 +150,8 @@ def fit(
             raise TrainingDiverged(*block.diverged, history)
         if block.solver_stop:
             history["stop_reason"] = block.solver_stop[1]
-            _warn_solver_stop(optimizer, *block.solver_stop)
+            if message := optim.stop_warning(optimizer.name, block.state.opt_state):
+                warnings.warn(message, SolverWarning, stacklevel=2)
         if callback is not None:
             callback(history)
         state, progress = block.state, block.progress
@@ -376,13 +377,6 @@ def _blocks(run: _Run) -> Iterator[Block]:
 
 # Metrics as records hold Python float (not float32), int and bool values.
 _PLAIN = {"f": np.float64, "i": np.int64, "b": np.bool_}
-
-
-def _warn_solver_stop(solver, epoch: int, reason: str, what: str, failure: bool) -> None:
-    if failure:
-        message = (f"optimizer {solver.name!r} stopped at iteration {epoch} ({reason}): {what}; "
-                   "the parameters are the best it found")  # fmt: skip
-        warnings.warn(message, SolverWarning, stacklevel=3)
 
 
 def _warn_findings(history: dict[str, list], net: MLP) -> None:

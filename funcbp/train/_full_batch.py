@@ -5,7 +5,8 @@ Where ``make_epoch`` runs optax updates over mini-batches, a solver's epoch buil
 as a full batch is) and lets the solver take one iteration, line search or damped
 trials included, inside the same compiled block. The epoch's loss is the one the
 iteration started from, as a first-order full-batch step reports the loss before its
-update; ``aux`` holds the iteration's counts (``function_evaluations``, ...).
+update; ``aux`` holds the rest of the iteration's ``info``, its counts
+(``function_evaluations``, ...), each a column of the history as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ Array = jax.Array
 def make_solver_epoch(
     net: MLP, solver: optim.Solver, engine: str, mesh: Mesh | None, samples: int | None
 ) -> Callable[..., tuple[TrainState, tuple[Array, dict[str, Array]]]]:
-    """``epoch(state, x [n, n_in], y, sample_weight=None) -> (state, (loss [1], info))``
+    """``epoch(state, x [n, n_in], y, sample_weight=None) -> (state, (loss [1], counts))``
     on the first ``samples`` rows (all when ``None``); ``engine``: ``"backprop"`` or
     ``"autodiff"`` (``funcbp.optim.objective``)."""
 
@@ -36,7 +37,8 @@ def make_solver_epoch(
         objective = optim.objective(net, x, y, w, engine)
         params, opt_state, info = solver.update(objective, state.params, state.opt_state)
         state = state._replace(params=params, opt_state=opt_state, step=state.step + 1)
-        return state, (info["loss"][None], info)
+        counts = {name: value for name, value in info.items() if name != "loss"}
+        return state, (info["loss"][None], counts)
 
     return epoch
 
